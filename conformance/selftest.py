@@ -1,0 +1,115 @@
+"""`qcert selftest`: every mutant must make each case it names fail against the built-in engine.
+
+One process: torch and the case modules are imported once; each mutant gets its own in-process pytest
+session over just the modules holding its cases, with its patches applied around that session and
+always undone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qcert.conformance import plugin
+from qcert.conformance.mutants import Mutant, MutantError, discover
+
+
+@dataclass
+class MutantResult:
+    mutant: Mutant
+    killed: dict[str, bool] = field(default_factory=dict)  # case id -> at least one item failed
+    problem: str | None = None  # unknown case, a patch that cannot apply, a broken session
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and all(self.killed.values())
+
+
+def cases_dir() -> Path:
+    from qcert.conformance import cases
+
+    return Path(list(cases.__path__)[0])
+
+
+def base_args(folder: Path) -> list[str]:
+    # Explicit, so the run does not depend on whichever pytest config the cwd happens to have.
+    return ["--rootdir", str(folder.parent.parent), "-c", os.devnull, "--import-mode=importlib",
+            "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header"]
+
+
+def collect(folder: Path, extra: list[str] | None = None) -> tuple[int, list[pytest.Item], str]:
+    """Collect the cases quietly in-process: (pytest exit code, case items, pytest's output)."""
+    grab = _Grab()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = pytest.main([str(folder), "--collect-only", *base_args(folder), *(extra or [])], plugins=[grab])
+    return int(rc), grab.items, out.getvalue()
+
+
+class _Grab:
+    def __init__(self) -> None:
+        self.items: list[pytest.Item] = []
+        self.result: dict[str, Any] | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.items = [i for i in session.items if plugin.case_props(i) is not None]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.result = plugin.session_result(config)
+
+
+def run(mutants: dict[str, Mutant] | None = None, only: str | None = None,
+        folder: Path | None = None) -> list[MutantResult]:
+    folder = folder or cases_dir()
+    mutants = discover() if mutants is None else mutants
+    if only is not None:
+        if only not in mutants:
+            raise MutantError(f"unknown mutant {only!r}; known: {', '.join(sorted(mutants))}")
+        mutants = {only: mutants[only]}
+    rc, items, output = collect(folder, ["--qcert-no-expectations"])
+    if rc not in (0, 5):
+        raise MutantError(f"collecting {folder} failed (pytest exit {rc}):\n{output[-3000:]}")
+    modules: dict[str, set[str]] = {}
+    for item in items:
+        modules.setdefault(plugin.case_props(item)["case"], set()).add(str(item.path))
+    return [_run_one(m, modules, folder) for m in mutants.values()]
+
+
+def _run_one(mutant: Mutant, modules: dict[str, set[str]], folder: Path) -> MutantResult:
+    result = MutantResult(mutant)
+    unknown = [c for c in mutant.kills if c not in modules]
+    if unknown:
+        result.problem = f"names unknown case(s): {', '.join(unknown)}"
+        return result
+    files = sorted(set().union(*(modules[c] for c in mutant.kills)))
+    selection = [a for c in mutant.kills for a in ("--qcert-case", c)]
+    grab = _Grab()
+    out = io.StringIO()
+    start = time.perf_counter()
+    try:
+        with mutant.apply(), contextlib.redirect_stdout(out):
+            rc = pytest.main([*files, *base_args(folder), "--qcert-no-expectations",
+                             "--hypothesis-profile=selftest", *selection],
+                             plugins=[grab])
+    except MutantError as e:
+        result.problem = str(e)
+        return result
+    finally:
+        result.seconds = time.perf_counter() - start
+    if rc not in (0, 1) or grab.result is None:
+        result.problem = f"pytest exit {int(rc)}:\n{out.getvalue()[-2000:]}"
+        return result
+    result.killed = {c: False for c in mutant.kills}
+    for record in grab.result["records"]:
+        if record["outcome"] in ("failed", "error"):
+            result.killed[record["case"]] = True
+    return result

@@ -1,0 +1,230 @@
+"""Weight/scale layout transforms that kernels expect, each with its exact inverse.
+
+All transforms keep shape and dtype (except aiter_shuffle_scale(pad=True), which pads like aiter),
+treat leading dims as experts, and move raw bytes (1-byte dtypes are viewed as uint8, so float8
+and e8m0 tensors work on any torch build).
+
+TRT-LLM FP4 MoE (qcert UPSTREAM.md section 4, epilogue_tile_m = 128), per expert:
+  w13 [2I, H/2]: interleave_gate_up, then shuffle_rows_32.      w2 [H, I/2]: shuffle_rows_32.
+  block scales: the same row permutation, then interleave_block_scale_128x4.
+
+AMD aiter MXFP4 (read from github.com/ROCm/aiter, aiter/ops/shuffle.py at commit
+8d885022baff7b97d3ee458692dc448f0a08132c: `shuffle_weight(x, layout=(16, 16))` and
+`shuffle_scale(scale)`; the older `aiter/utility/fp4_utils.py::e8m0_shuffle` (commit
+582ae3f74c55f5c6421fcc3bd80fec50e366b21d and earlier) is the same permutation, it only pads with
+uninitialised memory where shuffle_scale pads with 0x7F = 1.0):
+  aiter_shuffle_weight: rows in tiles of IN=16, bytes in tiles of BK=2*IK=32 split into chunks of
+    16 bytes (16 // element_size elements); tile order (row tile, k tile, k chunk, row, byte).
+  aiter_shuffle_scale: e8m0 [M, N] (N = K/32) viewed (M/32, 2, 16, N/8, 2, 4) and permuted
+    (0, 3, 5, 2, 4, 1); aiter pads M to a multiple of 256 and N to a multiple of 8 first.
+The code below is our own implementation of those permutations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "aiter_shuffle_scale",
+    "aiter_shuffle_scale_inverse",
+    "aiter_shuffle_weight",
+    "aiter_shuffle_weight_inverse",
+    "interleave_block_scale_128x4",
+    "interleave_block_scale_128x4_inverse",
+    "interleave_gate_up",
+    "interleave_gate_up_inverse",
+    "shuffle_rows_32",
+    "shuffle_rows_32_inverse",
+    "trtllm_fp4_w13_layout",
+    "trtllm_fp4_w13_layout_inverse",
+    "trtllm_fp4_w2_layout",
+    "trtllm_fp4_w2_layout_inverse",
+    "SHUFFLE_32",
+]
+
+# Within a 32-row block, new row r takes old row SHUFFLE_32[r] = (r % 8) * 4 + r // 8.
+SHUFFLE_32 = [(r % 8) * 4 + r // 8 for r in range(32)]
+_UNSHUFFLE_32 = [SHUFFLE_32.index(r) for r in range(32)]
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.uint8) if t.element_size() == 1 and t.dtype != torch.uint8 else t
+
+
+def _like(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return out.view(t.dtype) if out.dtype != t.dtype else out
+
+
+def _need(t: torch.Tensor, what: str, min_dim: int = 2) -> None:
+    if t.dim() < min_dim:
+        raise ValueError(f"{what}: expected at least {min_dim} dims [..., M, X], got shape {tuple(t.shape)}")
+
+
+def _need_multiple(n: int, m: int, what: str, name: str, shape) -> None:
+    if n % m:
+        raise ValueError(f"{what}: {name}={n} must be a multiple of {m} (shape {tuple(shape)})")
+
+
+# --- TRT-LLM ----------------------------------------------------------------------------------
+
+
+def _row_perm_32(w: torch.Tensor, perm: list[int], what: str) -> torch.Tensor:
+    _need(w, what)
+    m = w.shape[-2]
+    _need_multiple(m, 32, what, "rows", w.shape)
+    b = _bytes(w)
+    blocks = b.reshape(*b.shape[:-2], m // 32, 32, b.shape[-1])
+    idx = torch.tensor(perm, device=w.device)
+    return _like(blocks.index_select(-2, idx).reshape(b.shape), w)
+
+
+def shuffle_rows_32(w: torch.Tensor) -> torch.Tensor:
+    """[..., M, X], M % 32 == 0: within each 32-row block new row r <- old (r % 8) * 4 + r // 8."""
+    return _row_perm_32(w, SHUFFLE_32, "shuffle_rows_32")
+
+
+def shuffle_rows_32_inverse(w: torch.Tensor) -> torch.Tensor:
+    return _row_perm_32(w, _UNSHUFFLE_32, "shuffle_rows_32_inverse")
+
+
+def interleave_gate_up(w13: torch.Tensor) -> torch.Tensor:
+    """[..., 2I, X] rows [gate; up] -> new row 2i <- gate i, 2i+1 <- up i."""
+    what = "interleave_gate_up"
+    _need(w13, what)
+    _need_multiple(w13.shape[-2], 2, what, "rows", w13.shape)
+    b = _bytes(w13)
+    i = b.shape[-2] // 2
+    out = torch.stack((b[..., :i, :], b[..., i:, :]), dim=-2).reshape(b.shape)
+    return _like(out, w13)
+
+
+def interleave_gate_up_inverse(w13: torch.Tensor) -> torch.Tensor:
+    what = "interleave_gate_up_inverse"
+    _need(w13, what)
+    _need_multiple(w13.shape[-2], 2, what, "rows", w13.shape)
+    b = _bytes(w13)
+    pairs = b.reshape(*b.shape[:-2], b.shape[-2] // 2, 2, b.shape[-1])
+    return _like(torch.cat((pairs[..., 0, :], pairs[..., 1, :]), dim=-2), w13)
+
+
+def _scale_128x4_dims(s: torch.Tensor, what: str):
+    _need(s, what)
+    m, k = s.shape[-2:]
+    _need_multiple(m, 128, what, "rows M", s.shape)
+    _need_multiple(k, 4, what, "cols K", s.shape)
+    return m, k
+
+
+def interleave_block_scale_128x4(s: torch.Tensor) -> torch.Tensor:
+    """[..., M, K] per expert: reshape(M/128, 4, 32, K/4, 4).permute(0, 3, 2, 1, 4)."""
+    m, k = _scale_128x4_dims(s, "interleave_block_scale_128x4")
+    b = _bytes(s)
+    lead = b.shape[:-2]
+    v = b.reshape(-1, m // 128, 4, 32, k // 4, 4).permute(0, 1, 4, 3, 2, 5)
+    return _like(v.contiguous().reshape(*lead, m, k), s)
+
+
+def interleave_block_scale_128x4_inverse(s: torch.Tensor) -> torch.Tensor:
+    m, k = _scale_128x4_dims(s, "interleave_block_scale_128x4_inverse")
+    b = _bytes(s)
+    lead = b.shape[:-2]
+    # the stored order is (M/128, K/4, 32, 4, 4); swapping the 4-row group and K/4 axes back
+    v = b.reshape(-1, m // 128, k // 4, 32, 4, 4).permute(0, 1, 4, 3, 2, 5)
+    return _like(v.contiguous().reshape(*lead, m, k), s)
+
+
+def trtllm_fp4_w13_layout(w13: torch.Tensor, w13_scale: torch.Tensor):
+    """w13 [E, 2I, H/2] uint8 + scale [E, 2I, H/16] e4m3 -> TRT-LLM gated layout."""
+    w = shuffle_rows_32(interleave_gate_up(w13))
+    s = interleave_block_scale_128x4(shuffle_rows_32(interleave_gate_up(w13_scale)))
+    return w, s
+
+
+def trtllm_fp4_w13_layout_inverse(w13: torch.Tensor, w13_scale: torch.Tensor):
+    w = interleave_gate_up_inverse(shuffle_rows_32_inverse(w13))
+    s = interleave_gate_up_inverse(shuffle_rows_32_inverse(interleave_block_scale_128x4_inverse(w13_scale)))
+    return w, s
+
+
+def trtllm_fp4_w2_layout(w2: torch.Tensor, w2_scale: torch.Tensor):
+    """w2 [E, H, I/2] + scale [E, H, I/16]: row shuffle only, scales also 128x4-interleaved."""
+    return shuffle_rows_32(w2), interleave_block_scale_128x4(shuffle_rows_32(w2_scale))
+
+
+def trtllm_fp4_w2_layout_inverse(w2: torch.Tensor, w2_scale: torch.Tensor):
+    return shuffle_rows_32_inverse(w2), shuffle_rows_32_inverse(interleave_block_scale_128x4_inverse(w2_scale))
+
+
+# --- AMD aiter ---------------------------------------------------------------------------------
+
+
+def _aiter_weight_dims(w: torch.Tensor, layout, what: str):
+    _need(w, what)
+    bn, ik = layout
+    bk = 2 * ik
+    kp = 16 // w.element_size()  # elements per 16-byte chunk
+    n, k = w.shape[-2:]
+    _need_multiple(n, bn, what, "rows N", w.shape)
+    _need_multiple(k, bk, what, "cols", w.shape)
+    _need_multiple(bk, kp, what, "2*IK", w.shape)
+    return n, k, bn, bk, kp
+
+
+def aiter_shuffle_weight(w: torch.Tensor, layout: tuple[int, int] = (16, 16)) -> torch.Tensor:
+    """aiter's shuffle_weight on [..., N, Kbytes] (packed uint8 for MXFP4)."""
+    n, k, bn, bk, kp = _aiter_weight_dims(w, layout, "aiter_shuffle_weight")
+    b = _bytes(w)
+    v = b.reshape(-1, n // bn, bn, k // bk, bk // kp, kp).permute(0, 1, 3, 4, 2, 5)
+    return _like(v.contiguous().reshape(b.shape), w)
+
+
+def aiter_shuffle_weight_inverse(w: torch.Tensor, layout: tuple[int, int] = (16, 16)) -> torch.Tensor:
+    n, k, bn, bk, kp = _aiter_weight_dims(w, layout, "aiter_shuffle_weight_inverse")
+    b = _bytes(w)
+    v = b.reshape(-1, n // bn, k // bk, bk // kp, bn, kp).permute(0, 1, 4, 2, 3, 5)
+    return _like(v.contiguous().reshape(b.shape), w)
+
+
+_AITER_SCALE_PAD = 0x7F  # e8m0 1.0, what aiter's shuffle_scale fills padding with
+
+
+def aiter_shuffle_scale(s: torch.Tensor, pad: bool = False) -> torch.Tensor:
+    """aiter's e8m0 scale shuffle on [..., M, N] (N = K/32).
+
+    pad=False: needs M % 32 == 0 and N % 8 == 0; shape unchanged. For M % 256 != 0 these are the
+    first M rows of aiter's padded output (32-row groups are independent).
+    pad=True: pads M to a multiple of 256 and N to a multiple of 8 with 0x7F first, like aiter.
+    """
+    what = "aiter_shuffle_scale"
+    _need(s, what)
+    b = _bytes(s)
+    if pad:
+        m, n = b.shape[-2:]
+        pm, pn = -(-m // 256) * 256, -(-n // 8) * 8
+        padded = torch.full((*b.shape[:-2], pm, pn), _AITER_SCALE_PAD, dtype=b.dtype, device=b.device)
+        padded[..., :m, :n] = b
+        b = padded
+    m, n = b.shape[-2:]
+    _need_multiple(m, 32, what, "rows M", s.shape)
+    _need_multiple(n, 8, what, "cols N", s.shape)
+    v = b.reshape(-1, m // 32, 2, 16, n // 8, 2, 4).permute(0, 1, 4, 6, 3, 5, 2)
+    return _like(v.contiguous().reshape(b.shape), s)
+
+
+def aiter_shuffle_scale_inverse(s: torch.Tensor, shape: "tuple[int, int] | None" = None) -> torch.Tensor:
+    """Undo aiter_shuffle_scale; shape=(M, N) crops aiter's padding back off."""
+    what = "aiter_shuffle_scale_inverse"
+    _need(s, what)
+    b = _bytes(s)
+    m, n = b.shape[-2:]
+    _need_multiple(m, 32, what, "rows M", s.shape)
+    _need_multiple(n, 8, what, "cols N", s.shape)
+    # stored order is (M/32, N/8, 4, 16, 2, 2) = (a, d, f, c, e, b); back to (a, b, c, d, e, f)
+    v = b.reshape(-1, m // 32, n // 8, 4, 16, 2, 2).permute(0, 1, 6, 4, 2, 5, 3)
+    out = v.contiguous().reshape(b.shape)
+    if shape is not None:
+        om, on = shape
+        if om > m or on > n:
+            raise ValueError(f"{what}: crop shape {tuple(shape)} larger than {(m, n)}")
+        out = out[..., :om, :on].contiguous()
+    return _like(out, s)
