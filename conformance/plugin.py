@@ -172,9 +172,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    if state.problems:
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def _append_config_problems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # After -k/-m deselection, so the problem is always reported.
+    problems = config.stash[_state_key].problems
+    if problems:
         items.append(ConfigProblem.from_parent(session, name="qcert-config", nodeid="qcert-config",
-                                               problems=tuple(state.problems)))
+                                               problems=tuple(problems)))
 
 
 def _check_duplicates(state: _State, case_items: list[tuple[pytest.Item, Any]]) -> None:

@@ -48,13 +48,17 @@ def quantize_mxfp4(x: torch.Tensor, rule: str = "even") -> tuple[torch.Tensor, t
     """x[..., K] -> (packed uint8 [..., K//2], e8m0 scales uint8 [..., K//32]).
 
     All-zero blocks get the smallest scale (byte 0) and zero codes. A block containing NaN gets
-    the NaN scale 0xFF (codes zero) so the NaN survives dequantization.
+    the NaN scale 0xFF (codes zero) so the NaN survives dequantization; a block containing inf
+    gets the largest scale (254) with inf saturating to +-6. Finite float32 data never needs more
+    than byte 253 ("even") / 252 ("floor").
     """
     k = x.shape[-1]
     _check_k(k, "quantize_mxfp4")
     xb = x.to(torch.float32).reshape(*x.shape[:-1], k // BLOCK, BLOCK)
     amax = xb.abs().amax(dim=-1)
-    e = mxfp4_scale_exponent(amax, rule).clamp(_EMIN, _EMAX)
+    e = mxfp4_scale_exponent(amax, rule)
+    # inf: frexp gives no exponent; like aiter, clamp to the largest scale (values saturate to 6)
+    e = torch.where(torch.isinf(amax), torch.full_like(e, _EMAX), e).clamp(_EMIN, _EMAX)
     e = torch.where(amax == 0, torch.full_like(e, _EMIN), e)
     nan_block = torch.isnan(amax)
     # x * 2^-e is exact: e is derived from amax, so nothing overflows and only values far below

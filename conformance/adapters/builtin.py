@@ -22,3 +22,13 @@ class BuiltinAdapter:
     def normalize_args(self, **kwargs: Any) -> engine_args.EngineArgs:
         # Looked up through the module on every call so mutants that patch it take effect.
         return engine_args.normalize_args(**kwargs)
+
+    def plan(self, checkpoint, **kwargs: Any) -> dict:
+        from qcert.engine import loader
+
+        return loader.plan(checkpoint, **kwargs)
+
+    def load(self, checkpoint, **kwargs: Any):
+        from qcert.engine import loader
+
+        return loader.load(checkpoint, **kwargs)

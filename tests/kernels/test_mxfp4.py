@@ -106,10 +106,14 @@ def test_nan_scale_propagates_to_block_only():
 
 
 def test_exponent_clamped_to_e8m0_range():
-    x = torch.full((2, 32), 1e-44)  # subnormal amax: exponent below -127
-    x[1] = 3e38
-    _, s = quantize_mxfp4(x)
-    assert s[:, 0].tolist() == [0, 254]
+    x = torch.full((3, 32), 1e-44)  # subnormal amax: exponent below -127
+    x[1] = 3e38  # = 1.76 * 2^127: "even" bumps to 2^128 -> exponent 126
+    x[2, 3] = -float("inf")
+    p, s = quantize_mxfp4(x)
+    assert s[:, 0].tolist() == [0, 253, 254]
+    assert quantize_mxfp4(x[:2], "floor")[1][:, 0].tolist() == [0, 252]
+    assert int(unpack_fp4(p)[2, 3]) == 15  # -6; 6 * 2^127 then overflows float32 to -inf
+    assert float(dequantize_mxfp4(p, s)[2, 3]) == -float("inf")
 
 
 @pytest.mark.parametrize("rule", ["even", "floor"])
