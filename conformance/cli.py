@@ -92,7 +92,7 @@ def _run(ns: argparse.Namespace) -> int:
             import xdist  # noqa: F401
         except ImportError:
             raise UsageError("-n needs pytest-xdist (pip install 'qcert[test]')") from None
-    if ns.expectations and not Path(ns.expectations).is_file():
+    if ns.expectations and not Path(ns.expectations).exists():
         raise UsageError(f"--expectations {ns.expectations}: no such file")
     folder = selftest.cases_dir()
     args = [str(folder), *selftest.base_args(folder), "--engine", ns.engine]

@@ -4,6 +4,7 @@ the engine is fixed (DESIGN.md: write the case, run it red, fix, delete the entr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from qcert.conformance.case import known_features, validate_id
@@ -52,6 +53,12 @@ def existing_ids(folder: Path) -> set[str]:
     return {plugin.case_props(i)["case"] for i in items}
 
 
+def _declared_in_source(folder: Path, case_id: str) -> bool:
+    # Collection in this process may reuse an already-imported module; the source is never stale.
+    pattern = re.compile(r"@case\(\s*[\"']" + re.escape(case_id) + r"[\"']")
+    return any(pattern.search(p.read_text(encoding="utf-8")) for p in folder.glob("test_*.py"))
+
+
 def scaffold(case_id: str, *, statement: str | None = None, features: list[str] = (), refs: list[str] = (),
              folder: Path | None = None, expectations: Path | None = None) -> Path:
     """Append the case to test_<area>.py (created if needed) and an expected-fail entry."""
@@ -67,7 +74,7 @@ def scaffold(case_id: str, *, statement: str | None = None, features: list[str] 
     statement = statement or f"TODO: one line stating the behaviour {case_id} checks"
     if "\n" in statement:
         raise NewCaseError("--statement must be one line")
-    if case_id in existing_ids(folder):
+    if case_id in existing_ids(folder) or _declared_in_source(folder, case_id):
         raise NewCaseError(f"case {case_id} already exists")
     area, _, name = case_id.partition("/")
     module = folder / f"test_{area.replace('-', '_').replace('.', '_')}.py"

@@ -140,8 +140,10 @@ def qcert_checkpoint(request: pytest.FixtureRequest) -> Path | None:
     return Path(value) if value else None
 
 
-def pytest_collect_file(file_path: Path, parent: Any) -> None:
-    parent.config.stash[_state_key].visited.add(file_path)
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    # Modules actually collected (pytest_collect_file also sees siblings of a file argument).
+    if isinstance(collector, pytest.Module):
+        collector.config.stash[_state_key].visited.add(collector.path)
 
 
 def record_id(item: pytest.Item, case_id: str) -> str:
@@ -175,7 +177,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
-def _append_config_problems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems_problems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # After -k/-m deselection, so the problem is always reported.
     problems = config.stash[_state_key].problems
     if problems:

@@ -48,19 +48,36 @@ def _write(ckpt: Checkpoint, params: dict, job) -> None:
         params[job.param].data.copy_(w.to(params[job.param].dtype))
 
 
+CHUNK = 1 << 20  # elements checked at a time: validation memory stays a small constant
+
+
+def _is_e8m0(src) -> bool:
+    return "F8_E8M0" in src.dtypes
+
+
 def _validate(ckpt: Checkpoint, job) -> None:
-    """Data checks before anything is written: scales finite and positive, weights finite."""
+    """Data checks before anything is written: weights finite; scales finite, global scales > 0,
+    block scales >= 0 (an all-zero block has scale 0); e8m0 scales not NaN (0xFF). Reads one tensor
+    at a time and converts at most CHUNK elements at a time."""
     for tensor, src, param in _sources(job):
-        t = read_source(ckpt, tensor, src)
+        try:
+            t = read_source(ckpt, tensor, src)
+        except Exception as e:  # unreadable data (safetensors error, I/O error)
+            raise UpdateError(f"{ckpt.path}: tensor {tensor!r} cannot be read: {e}") from None
+        is_scale = "scale" in src.param
+        block = src.param == "weight_scale" and "F8_E4M3" in src.dtypes  # NVFP4 per-16 block scales
         if t.dtype == torch.uint8:
-            if "scale" in src.param and "mxfp4" in str(getattr(job, "scheme", "")) and (t == 255).any():
+            if is_scale and _is_e8m0(src) and bool((t == 255).any()):
                 raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds NaN e8m0 scales (0xFF)")
             continue
-        f = t.float()
-        if not torch.isfinite(f).all():
-            raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds non-finite values")
-        if "scale" in src.param and not (f > 0).all():
-            raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds scales that are not positive")
+        flat = t.reshape(-1)
+        for i in range(0, flat.numel(), CHUNK):
+            f = flat[i:i + CHUNK].float()
+            if not bool(torch.isfinite(f).all()):
+                raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds non-finite values (NaN or inf)")
+            if is_scale and not bool((f >= 0).all() if block else (f > 0).all()):
+                raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds scales that are not positive")
+            del f
 
 
 class LoadedModel:
@@ -129,47 +146,80 @@ class LoadedModel:
     @torch.no_grad()
     def update_weights_from_disk(self, checkpoint, tensors: Iterable[str] | None = None) -> None:
         """Validate the whole new checkpoint, then write into the same storages and rerun the
-        post-load transforms. Any problem raises UpdateError and leaves every parameter unchanged."""
-        from .quant.methods import post_load, to_plain_layout
+        post-load transforms and hooks. Any problem raises one UpdateError before anything is
+        written, so every parameter stays bit-identical. `tensors` restricts the update to the jobs
+        those checkpoint tensors feed."""
+        new, jobs = self._validate_update(checkpoint, tensors)
+        self._write_update(new, jobs)
+
+    def _validate_update(self, checkpoint, tensors) -> tuple[LoadPlan, list]:
+        def refuse(msg: str):
+            raise UpdateError(f"update refused, weights unchanged: {msg}")
 
         try:
             new = build_plan(Checkpoint(checkpoint), self.args)
         except (ValueError, OSError) as e:
-            raise UpdateError(f"update refused, weights unchanged: {e}") from None
+            refuse(str(e))
         self._check_compatible(new)
         jobs = new.jobs
         if tensors is not None:
             wanted = set(tensors)
             unknown = wanted - set(new.checkpoint.tensors)
             if unknown:
-                raise UpdateError(f"update refused, weights unchanged: {checkpoint}: no tensors {sorted(unknown)[:5]}")
+                refuse(f"{checkpoint}: no tensors {sorted(unknown)[:5]}")
             jobs = [j for j in jobs if wanted & {t for t, _, _ in _sources(j)}]
+            missing = [m["tensor"] for m in new.missing if m["param"] in {j.param for j in jobs}]
         else:
-            if new.missing:
-                raise UpdateError(f"update refused, weights unchanged: {checkpoint}: missing tensors "
-                                  f"{[m['tensor'] for m in new.missing[:5]]}")
+            missing = [m["tensor"] for m in new.missing]
+            unexpected = [u["tensor"] for u in new.unclaimed if u["reason"] == UNEXPECTED]
+            if unexpected:
+                refuse(f"{checkpoint}: tensors no engine parameter claims: {unexpected[:5]}")
+        if missing:
+            refuse(f"{checkpoint}: missing tensors {missing[:5]}")
         for job in jobs:
             try:
                 _validate(new.checkpoint, job)
             except UpdateError as e:
-                raise UpdateError(f"update refused, weights unchanged: {e}") from None
-        # Validation passed: write. Layers in a kernel layout go back to the plain layout first so
-        # a partial update lands in the right place, then the same transforms run again.
+                refuse(str(e))
+        return new, jobs
+
+    def _write_update(self, new: LoadPlan, jobs: list) -> None:
+        """Validation passed: write. Layers in a kernel layout go back to the plain layout first, in
+        place, so a partial update lands in the right rows; then the same transforms run again."""
+        from .quant import methods
+
         params = self.parameters()
         touched = {j.param.rsplit(".", 1)[0] for j in jobs}
-        to_plain_layout(self.model, touched)
+        methods.to_plain_layout(self.model, touched)
         for job in jobs:
             _write(new.checkpoint, params, job)
-        self.transforms = post_load(self.model)
+        self._rerun_transforms()
+
+    def _rerun_transforms(self) -> None:
+        from .quant import methods
+
+        merged = {r["param"]: r for r in self.transforms}
+        merged.update({r["param"]: r for r in methods.post_load(self.model)})
+        self.transforms = list(merged.values())
         run_hooks(self.model, self.plan.hooks)
 
     def _check_compatible(self, new: LoadPlan) -> None:
         live = {n: (tuple(p.shape), p.dtype) for n, p in self.model.named_parameters()}
         fresh = {n: (tuple(p.shape), p.dtype) for n, p in new.model.named_parameters()}
+        why = None
         if live != fresh:
-            diff = sorted(set(live.items()) ^ set(fresh.items()))[:3]
+            why = f"parameters differ: {sorted(set(live.items()) ^ set(fresh.items()), key=str)[:3]}"
+        else:
+            old_s = {d.module: str(d.resolution.scheme) for d in self.plan.declared}
+            new_s = {d.module: str(d.resolution.scheme) for d in new.declared}
+            diff = [(m, old_s.get(m), new_s.get(m)) for m in sorted(set(old_s) | set(new_s)) if old_s.get(m) != new_s.get(m)]
+            if diff:
+                why = f"quantization schemes differ (module, loaded, new): {diff[:3]}"
+            elif (self.plan.ctx.fusion or {}).get("shared_experts") != (new.ctx.fusion or {}).get("shared_experts"):
+                why = f"shared-expert fusion differs: loaded {self.plan.ctx.fusion}, new {new.ctx.fusion}"
+        if why:
             raise UpdateError(f"update refused, weights unchanged: {new.checkpoint.path} does not match the "
-                              f"loaded model's parameters (config or quantization differs): {diff}")
+                              f"loaded model (config or quantization differs): {why}")
 
 
 def load(path: str | Path, device: str | None = None, **engine_args) -> LoadedModel:

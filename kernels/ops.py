@@ -230,3 +230,21 @@ LAYOUT_OPS = (
 )
 for _name in LAYOUT_OPS:
     define_op(_name, getattr(layouts, _name))
+
+
+# --- backends consuming a kernel layout ------------------------------------------------------------
+from .registry import REFERENCE_PRIORITY, register_backend  # noqa: E402
+
+
+def nvfp4_moe_trtllm(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_weights, topk_ids,
+                     w13_input_scale=None, w2_input_scale=None) -> torch.Tensor:
+    """nvfp4_moe on weights in the TRT-LLM FP4 layout (engine/quant/nvfp4_layout.py): undo the
+    layout into temporaries, then the reference. A CPU stand-in for the TRT-LLM kernel."""
+    a, a_s = layouts.trtllm_fp4_w13_layout_inverse(w13, w13_scale)
+    b, b_s = layouts.trtllm_fp4_w2_layout_inverse(w2, w2_scale)
+    return nvfp4_moe(x, a, a_s, w13_scale_2, b, b_s, w2_scale_2, topk_weights, topk_ids, w13_input_scale, w2_input_scale)
+
+
+# Never auto-selected over the plain reference (priority after it); ask for it by name.
+register_backend("nvfp4_moe", "torch_trtllm", nvfp4_moe_trtllm, lambda ctx: True,
+                 priority=REFERENCE_PRIORITY + 1, layout="trtllm")

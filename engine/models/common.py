@@ -92,8 +92,10 @@ def run_experts(owner: nn.Module, w13: QLinear, w2: QLinear, x: torch.Tensor, we
         return call_op(owner, op, x, w13.weight, w13.weight_scale, w2.weight, w2.weight_scale, weights, ids,
                        act_qdq=s.activation == "mxfp4")
     if s.format == "nvfp4":
-        return call_op(owner, op, x, w13.weight, w13.weight_scale, w13.weight_scale_2.amax(-1), w2.weight,
-                       w2.weight_scale, w2.weight_scale_2.amax(-1), weights, ids)
+        # keyed on the experts' layout flag (kernel layouts are applied in place, nvfp4_layout.py)
+        from ..quant import nvfp4_layout
+
+        return nvfp4_layout.moe_forward(w13, w2, x, weights, ids)
     return call_op(owner, op, x, w13.weight, w13.weight_scale, w2.weight, w2.weight_scale.reshape(-1), weights, ids)
 
 

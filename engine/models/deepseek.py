@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..fusion import deepseek_fusion
+from .. import fusion  # looked up at call time so mutants can patch it
 from ..quant.base import NameMapper
 from ..quant.scheme import UNQUANTIZED
 from . import BuildContext, register
@@ -97,7 +97,7 @@ class Attention(nn.Module):
     """Multi-head latent attention. Until the MLA post-load hook runs it expands K/V through
     kv_b_proj; afterwards it uses the absorbed form with `w_kc` / `w_vc` (same result)."""
 
-    def __init__(self, b: Builder, p: str, c: Cfg):
+    def __init__(self, b: Builder, p: str, c: Cfg, i: int):
         super().__init__()
         self.h, self.nope, self.rope, self.v = c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim
         self.q_lora, self.kv_lora, self.eps = c.q_lora_rank, c.kv_lora_rank, c.get("rms_norm_eps", 1e-6)
@@ -114,6 +114,8 @@ class Attention(nn.Module):
         self.interleave = c.arch == GLM or c.get("rope_interleave", True)
         self.scale = yarn_mscale(c.get("rope_parameters") or c.get("rope_scaling"), hd ** -0.5)
         self.w_kc = self.w_vc = None  # set by the MLA post-load hook
+        if c.arch == GLM and (c.get("indexer_types") or ["full"] * (i + 1))[i] == "full":
+            self.indexer = Indexer(b, f"{p}.indexer", c)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         bsz, t, _ = x.shape
@@ -195,9 +197,7 @@ class Layer(nn.Module):
         p = f"model.layers.{i}"
         self.eps = c.get("rms_norm_eps", 1e-6)
         self.input_layernorm = b.weight(f"{p}.input_layernorm", (c.hidden_size,), kind="norm")
-        self.self_attn = Attention(b, f"{p}.self_attn", c)
-        if c.arch == GLM and (c.get("indexer_types") or ["full"] * (i + 1))[i] == "full":
-            self.indexer = Indexer(b, f"{p}.self_attn.indexer", c)
+        self.self_attn = Attention(b, f"{p}.self_attn", c, i)
         self.post_attention_layernorm = b.weight(f"{p}.post_attention_layernorm", (c.hidden_size,), kind="norm")
         moe = c.is_moe_layer(i)
         self.mlp = MoE(b, f"{p}.mlp", c, fuse_shared) if moe else MLP(b, f"{p}.mlp", c.hidden_size, c.intermediate_size)
@@ -237,13 +237,15 @@ class DeepseekForCausalLM(nn.Module):
         n_shared = c.get("n_shared_experts") or 0
         moe_layers = [i for i in range(c.num_hidden_layers) if c.is_moe_layer(i)]
         if not moe_layers or not n_shared:
-            from ..fusion import Fusion
-
-            return Fusion(0, "no shared experts in this model")
-        i = moe_layers[0]
-        routed = b.resolve_all("experts", [f"model.layers.{i}.mlp.experts.0.{p}" for p in ("gate_proj", "up_proj", "down_proj")]).scheme
-        shared = b.resolve_all("shared_experts", [f"model.layers.{i}.mlp.shared_experts.{p}" for p in ("gate_proj", "up_proj", "down_proj")]).scheme
-        return deepseek_fusion(args.shared_expert_fusion, architectures, c.arch, c.n_routed_experts, n_shared,
+            return fusion.Fusion(0, "no shared experts in this model")
+        # Compare schemes layer by layer; the first layer where they differ decides (else the first).
+        pairs = []
+        for i in moe_layers:
+            routed = b.resolve_all("experts", [f"model.layers.{i}.mlp.experts.0.{p}" for p in ("gate_proj", "up_proj", "down_proj")]).scheme
+            shared = b.resolve_all("shared_experts", [f"model.layers.{i}.mlp.shared_experts.{p}" for p in ("gate_proj", "up_proj", "down_proj")]).scheme
+            pairs.append((routed, shared))
+        routed, shared = next((p for p in pairs if p[0] != p[1]), pairs[0])
+        return fusion.deepseek_fusion(args.shared_expert_fusion, architectures, c.arch, c.n_routed_experts, n_shared,
                                b.qc.method, routed, shared)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

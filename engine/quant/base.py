@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import QuantConfigError
-from .matching import dedupe, language_model_forms
+from .matching import dedupe, first_match, language_model_forms
 from .scheme import UNQUANTIZED, Scheme
 
 SCALAR = ()  # expected shape of a per-tensor scale; [1] is accepted too (see `shape_ok`)
@@ -108,6 +108,21 @@ class QuantConfig:
         self._forms = {e: language_model_forms([e, mapper.map_entry(e)]) for e in self.entries}
         self.exclude_entries = dedupe([f for e in self.entries for f in self._forms[e]])
         self.matched = set()
+        self.mapper = mapper
+
+    def names(self, module: str) -> list[str]:
+        """The names an exclude entry may use for an engine module: its engine name and its checkpoint
+        name (entries are written against the checkpoint; regexes cannot be rewritten reliably)."""
+        mapper = getattr(self, "mapper", None)
+        return dedupe([module, mapper.to_checkpoint(module)]) if mapper else [module]
+
+    def excluded_by(self, module: str, matcher) -> str | None:
+        for name in self.names(module):
+            hit = first_match(self.exclude_entries, name, matcher)
+            if hit is not None:
+                self.matched.add(hit)
+                return hit
+        return None
 
     def unmatched_exclude_entries(self) -> list[str]:
         """Entries as written in the checkpoint that matched no module of this load."""

@@ -77,7 +77,10 @@ def post_load(model) -> list[dict]:
     for name, module in model.named_modules():
         for applies, forward, _inverse in LAYOUTS.values():
             if applies(module):
-                done.append({"param": name, **forward(module)})
+                # a transform returns one record, or a list of per-parameter records
+                rec = forward(module)
+                for r in rec if isinstance(rec, list) else [rec]:
+                    done.append({**r, "param": f"{name}.{r['param']}" if "param" in r else name})
     return done
 
 
@@ -86,3 +89,6 @@ def to_plain_layout(model, modules: set[str] | None = None) -> None:
         layout = getattr(module, "layout", "plain")
         if layout != "plain" and (modules is None or name in modules):
             LAYOUTS[layout][2](module)
+
+
+from . import nvfp4_layout  # noqa: E402,F401  (registers the TRT-LLM FP4 MoE layout)

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 
 from ..errors import QuantConfigError
 from .base import NameMapper, QuantConfig, Resolution, register
-from .matching import first_match, match_exact_or_regex
+from . import matching
 from .scheme import UNQUANTIZED, Scheme
 
 LINEAR_TYPES = ("Linear", "nn.Linear", "torch.nn.Linear")
@@ -98,9 +98,8 @@ class QuarkConfig(QuantConfig):
 
     # --- resolution ----------------------------------------------------------------------------
     def _resolve_one(self, module: str) -> Resolution:
-        hit = first_match(self.exclude_entries, module, match_exact_or_regex)
+        hit = self.excluded_by(module, matching.match_exact_or_regex)
         if hit is not None:
-            self.matched.add(hit)
             return Resolution(UNQUANTIZED, f"exclude entry {hit!r}", excluded_by=hit)
         for glob, key in self._layer_globs.items():
             if fnmatchcase(module, glob):

@@ -1,0 +1,69 @@
+"""Suite-side checkpoint helpers for cases: read what a checkpoint stores (independently of any
+engine) and make deliberately broken copies. Cached fixtures are never modified in place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+
+def stored(path: Path) -> dict[str, str]:
+    """Tensor name -> safetensors dtype string, from the headers."""
+    out = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            for name in h.keys():
+                out[name] = str(h.get_slice(name).get_dtype())
+    return out
+
+
+def tensor(path: Path, name: str) -> torch.Tensor:
+    for f in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            if name in h.keys():
+                return h.get_tensor(name)
+    raise KeyError(name)
+
+
+def copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_config(path: Path, change) -> Path:
+    """Apply `change(config_dict)` to config.json in place (on a copy you own)."""
+    p = Path(path) / "config.json"
+    cfg = json.loads(p.read_text())
+    change(cfg)
+    p.write_text(json.dumps(cfg))
+    return path
+
+
+def rewrite_tensors(path: Path, change) -> Path:
+    """Apply `change(tensors_dict)` to the single model file of a checkpoint you own."""
+    files = sorted(Path(path).glob("*.safetensors"))
+    assert len(files) == 1, f"rewrite_tensors needs an unsharded checkpoint, found {files}"
+    tensors = load_file(str(files[0]))
+    change(tensors)
+    save_file(tensors, str(files[0]))
+    return path
+
+
+def truncate(path: Path, keep_fraction: float = 0.5) -> Path:
+    f = sorted(Path(path).glob("*.safetensors"))[0]
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * keep_fraction)])
+    return path
+
+
+FLOAT_DTYPES = {"BF16", "F16", "F32"}
+
+
+def weight_is_float(dtypes: dict[str, str], module: str) -> bool:
+    """True when the checkpoint stores `module.weight` unquantized."""
+    return dtypes[f"{module}.weight"] in FLOAT_DTYPES

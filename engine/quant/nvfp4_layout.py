@@ -1,0 +1,107 @@
+"""The TRT-LLM FP4 MoE layout as an IN-PLACE post-load transform (UPSTREAM.md section 4, sglang#22204).
+
+Stacked NVFP4 experts (w13 = [gate; up], w2) are permuted for the kernel when the nvfp4_moe backend
+that will run consumes the "trtllm" layout. The permuted values are copied back into the SAME
+Parameters (same storage), so update_weights_from_disk can write the next checkpoint into them and
+rerun the transform; `layer.layout` records the state and forward keys on it (never on side
+attributes). The inverse restores the plain layout in place.
+
+LAYOUTS entries are lambdas so mutants can patch this module's functions at call time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from qcert.kernels import layouts, registry
+
+from ..layers import QLinear
+from . import methods
+
+NAME = "trtllm"
+OP = "nvfp4_moe"
+BACKEND = "torch_trtllm"  # kernels/ops.py: CPU stand-in that consumes this layout
+
+
+def _h_i(layer: QLinear) -> tuple[int, int]:
+    return (layer.k, layer.rows[0]) if len(layer.rows) == 2 else (layer.rows[0], layer.k)
+
+
+def shape_ok(layer: QLinear) -> bool:
+    """32-row shuffle and 128x4 scale interleave for both w13 [2I, H] and w2 [H, I]."""
+    h, i = _h_i(layer)
+    return (2 * i) % 128 == 0 and h % 128 == 0 and (h // 16) % 4 == 0 and (i // 16) % 4 == 0
+
+
+def wants_layout(layer) -> bool:
+    """Whether the nvfp4_moe backend this layer will run with consumes the trtllm layout."""
+    requested = getattr(layer, "backend_requests", {}).get(OP) or os.environ.get(registry.env_var(OP)) or None
+    ctx = registry.OpContext.from_tensor(layer.weight)
+    candidates = registry.backends(OP)
+    if requested is not None:
+        b = next((b for b in candidates if b.name == requested), None)
+        return b is not None and b.layout == NAME and b.check(ctx) is None
+    for b in candidates:  # what select() would prefer here, whatever its layout
+        if b.name != registry.REFERENCE and ctx.device_type == "cpu" and not registry.triton_interpret_enabled():
+            continue
+        if b.check(ctx) is None:
+            return b.layout == NAME
+    return False
+
+
+def applies(layer) -> bool:
+    return (isinstance(layer, QLinear) and layer.stacked and layer.scheme.format == "nvfp4"
+            and layer.layout == "plain" and len(layer.rows) in (1, 2) and shape_ok(layer) and wants_layout(layer))
+
+
+def _fns(layer):
+    if len(layer.rows) == 2:
+        return "trtllm_fp4_w13", layouts.trtllm_fp4_w13_layout, layouts.trtllm_fp4_w13_layout_inverse
+    return "trtllm_fp4_w2", layouts.trtllm_fp4_w2_layout, layouts.trtllm_fp4_w2_layout_inverse
+
+
+def _write_back(layer, fn) -> bool:
+    """Permute weight + block scales and copy into the same storages; True when in place."""
+    w, s = fn(layer.weight.data, layer.weight_scale.data)
+    in_place = True
+    for param, value in ((layer.weight, w), (layer.weight_scale, s)):
+        if value.shape == param.shape and value.dtype == param.dtype:
+            param.data.copy_(value)
+        else:  # layouts that pad: the Parameter object stays, its data is rebound
+            param.data = value
+            in_place = False
+    del w, s  # no temporaries outlive the transform
+    return in_place
+
+
+def transform(layer) -> list[dict]:
+    name, fwd, _ = _fns(layer)
+    in_place = _write_back(layer, fwd)
+    layer.layout = NAME
+    return [{"param": p, "transform": name, "in_place": in_place} for p in ("weight", "weight_scale")]
+
+
+def inverse(layer) -> None:
+    _, _, inv = _fns(layer)
+    _write_back(layer, inv)
+    layer.layout = "plain"
+
+
+def kernel_tensors(layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tensors the MoE kernel reads: always the layer's own parameters."""
+    return layer.weight, layer.weight_scale
+
+
+def moe_forward(w13: QLinear, w2: QLinear, x: torch.Tensor, weights, ids) -> torch.Tensor:
+    """NVFP4 experts: the backend is selected for w13's layout flag (see methods.call_op)."""
+    if w13.layout != w2.layout:
+        raise RuntimeError(f"NVFP4 experts: w13 is in layout {w13.layout!r} but w2 in {w2.layout!r}")
+    a, a_s = kernel_tensors(w13)
+    b, b_s = kernel_tensors(w2)
+    return methods.call_op(w13, OP, x, a, a_s, w13.weight_scale_2.amax(-1), b, b_s, w2.weight_scale_2.amax(-1),
+                           weights, ids)
+
+
+methods.LAYOUTS[NAME] = (lambda m: applies(m), lambda m: transform(m), lambda m: inverse(m))

@@ -1,0 +1,64 @@
+"""Device helpers handed to kernels as constexpr arguments (see _launch.Kernel).
+
+Plain functions in the triton language; each is jitted or interpreted along with its kernel.
+All decodes are exact and written from the bit layouts in kernels/fp4.py and kernels/fp8.py.
+"""
+
+import triton.language as tl
+
+
+def maximum(a, b):
+    """Combine function for tl.reduce."""
+    return tl.maximum(a, b)
+
+
+def fp4_to_f32(code):
+    """e2m1 code (int32, 0..15) -> float32. Magnitudes 2..7 are (e, m) = (c>>1, c&1) with value
+    2^(e-1)(1 + m/2), exponent field e+126; magnitudes 0 and 1 are 0 and 0.5; bit 3 is the sign."""
+    mag = code & 7
+    bits = tl.where(mag >= 2, (mag << 22) + (126 << 23), tl.where(mag == 1, 126 << 23, 0))
+    return (bits | ((code & 8) << 28)).to(tl.float32, bitcast=True)
+
+
+def e8m0_to_f32(u):
+    """e8m0 byte (int32) -> 2^(u-127); 0 is the float32 subnormal 2^-127, 255 is NaN."""
+    bits = tl.where(u == 0, 0x00400000, u << 23)
+    return tl.where(u == 255, 0x7FC00000, bits).to(tl.float32, bitcast=True)
+
+
+def e4m3_to_f32(b):
+    """float8_e4m3fn bits (int32, 0..255) -> float32; 0x7F/0xFF are NaN, exponent 0 subnormal."""
+    ex = (b >> 3) & 15
+    mt = b & 7
+    v = tl.where(ex == 0, mt.to(tl.float32) * 0.001953125, (((ex + 120) << 23) | (mt << 20)).to(tl.float32, bitcast=True))
+    v = tl.where((b & 127) == 127, float("nan"), v)
+    return tl.where((b & 128) != 0, -v, v)
+
+
+def e2m1_code(a):
+    """Magnitude (float32, >= 0) -> e2m1 magnitude code 0..7, round to nearest, ties to the even
+    code, saturating at 6 (the thresholds of kernels/fp4.float_to_e2m1)."""
+    return ((a > 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32) + (a > 1.25).to(tl.int32)
+            + (a >= 1.75).to(tl.int32) + (a > 2.5).to(tl.int32) + (a >= 3.5).to(tl.int32)
+            + (a > 5.0).to(tl.int32))
+
+
+def e4m3_round(a):
+    """Non-negative float32 <= 448 -> nearest e4m3 value (ties to even), as float32. Normal range:
+    round the mantissa to 3 bits on the integer bits; below 2^-6 steps are 2^-9 (magic-number add).
+    Written by hand because the interpreter's fp32->fp8 cast flushes subnormals."""
+    ab = a.to(tl.int32, bitcast=True)
+    normal = ((ab + 0x7FFFF + ((ab >> 20) & 1)) & -1048576).to(tl.float32, bitcast=True)
+    return tl.where(a >= 0.015625, normal, (a + 24576.0) - 24576.0)
+
+
+def f32_to_e4m3_bits(q):
+    """float32 (already within +-448) -> float8_e4m3fn bits (int32), RNE; NaN -> 0x7F."""
+    a = tl.abs(q)
+    ab = a.to(tl.int32, bitcast=True)
+    rn = (ab + 0x7FFFF + ((ab >> 20) & 1)) & -1048576
+    byte_n = ((((rn >> 23) & 255) - 120) << 3) | ((rn >> 20) & 7)
+    byte_s = (((a + 24576.0) - 24576.0) * 512.0).to(tl.int32)  # 8 = 2^-6 is also right
+    byte = tl.where(a >= 0.015625, byte_n, byte_s)
+    byte = tl.where(q < 0, byte | 128, byte)
+    return tl.where(q != q, 127, byte)

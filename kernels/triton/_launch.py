@@ -1,0 +1,94 @@
+"""How triton kernels are launched here: compiled on a GPU, interpreted on CPU.
+
+Each kernel is written once as a plain Python function and wrapped twice: `triton.jit` for GPU
+tensors and triton's `InterpretedFunction` for CPU tensors. The wrapper is chosen per launch from
+the tensors' device, so whether TRITON_INTERPRET was set when this module was imported does not
+matter (triton itself reads that variable only at decoration time). The variable stays the opt-in:
+the registry offers triton backends for CPU tensors only while TRITON_INTERPRET=1 (see
+`available`), because interpreted kernels are slow and exist to check kernel logic in CI.
+
+Kernels call no helper functions (the two wrappers cannot share jitted helpers), so small decode
+steps are written inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import triton
+from triton.runtime.interpreter import InterpretedFunction
+
+from ..registry import OpContext, triton_interpret_enabled
+
+
+class Kernel:
+    """A kernel compiled for GPU tensors and interpreted for CPU tensors.
+
+    `helpers` are plain functions the kernel receives as constexpr arguments of the same names
+    (jitted for compiled launches, interpreted for interpreted ones). That is also how kernels
+    reduce: triton's own tl.max/tl.zeros are jit functions bound at import time to one mode, so
+    kernels use tl.reduce with a helper combine function and tl.full instead.
+    """
+
+    def __init__(self, fn: Callable, **helpers: Callable) -> None:
+        self.fn = fn
+        self.helpers = helpers
+        self._compiled = triton.jit(fn)
+        self._compiled_helpers = {k: triton.jit(h) for k, h in helpers.items()}
+        self._interpreted: InterpretedFunction | None = None
+        self._interpreted_helpers: dict[str, InterpretedFunction] = {}
+
+    def on(self, device: torch.device) -> "_Launcher":
+        if device.type == "cpu":
+            if self._interpreted is None:
+                self._interpreted = InterpretedFunction(self.fn)
+                self._interpreted_helpers = {k: InterpretedFunction(h) for k, h in self.helpers.items()}
+            return _Launcher(self._interpreted, self._interpreted_helpers)
+        return _Launcher(self._compiled, self._compiled_helpers)
+
+
+class _Launcher:
+    def __init__(self, fn: Any, helpers: dict[str, Any]) -> None:
+        self.fn, self.helpers = fn, helpers
+
+    def __getitem__(self, grid: Any) -> Callable:
+        launch = self.fn[grid]
+        return lambda *args, **kw: launch(*args, **self.helpers, **kw)
+
+
+def kernel(fn: Callable, **helpers: Callable) -> Kernel:
+    return Kernel(fn, **helpers)
+
+
+def available(ctx: OpContext) -> "bool | str":
+    """Triton backends: CUDA (sm80+) or ROCm GPUs, or CPU with TRITON_INTERPRET=1."""
+    if ctx.device_type == "cpu":
+        return True if triton_interpret_enabled() else "CPU tensors need TRITON_INTERPRET=1 (interpreted triton)"
+    if ctx.device_type != "cuda":
+        return f"device type {ctx.device_type!r} is not supported by triton"
+    if not ctx.is_rocm and ctx.capability is not None and ctx.capability < (8, 0):
+        return f"compute capability {ctx.capability} < (8, 0)"
+    if ctx.dtype is not None and ctx.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        return f"activation dtype {ctx.dtype} is not bf16/fp16/fp32"
+    return True
+
+
+def dot_in_fp32(x: torch.Tensor) -> bool:
+    """Operands go to tl.dot in fp32 for fp16/fp32 activations (exact decode, ieee precision) and
+    always in the interpreter, whose bf16 dot is wrong; bf16 activations use bf16 tensor cores
+    (decoded fp4 * power-of-two or e4m3 scale is exact in bf16)."""
+    return x.device.type == "cpu" or x.dtype != torch.bfloat16
+
+
+def check_out(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str) -> torch.Tensor:
+    """The caller's output buffer (every element gets written) or a fresh one."""
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype or out.device != torch.device(device):
+        raise ValueError(
+            f"{what}: out= must be {tuple(shape)} {dtype} on {device}, got {tuple(out.shape)} {out.dtype} on {out.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError(f"{what}: out= must be contiguous")
+    return out

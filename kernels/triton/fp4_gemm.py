@@ -1,0 +1,203 @@
+"""FP4 (MXFP4 / NVFP4) weight GEMM with the decode in the kernel, fp32 accumulation.
+
+C[m, n] = sum_k A[row(m), k] * W[e(m), n, k] (* g[e, n]) (+ bias[n])
+
+W is packed e2m1 [E, N, K//2] (element 2j in the low nibble) with block scales [E, N, K//G]:
+G = 32 e8m0 bytes (MXFP4) or G = 16 float8_e4m3fn (NVFP4); g is NVFP4's fp32 second-level scale.
+Linear layers are E = 1 without a row gather; the MoE grouped GEMM gathers A's rows through sorted
+token indices and takes each M-block's expert from `block_expert` (see moe.py).
+
+Instead of interleaving the two nibbles of a byte back into K order, the kernel splits A into its
+even and odd columns: low nibbles multiply A[:, 0::2], high nibbles A[:, 1::2], two dots per step.
+Split-K (grid axis 2) accumulates with fp32 atomics into a zeroed fp32 buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _helpers as h
+from ._launch import check_out, dot_in_fp32, kernel
+
+E8M0, E4M3 = 0, 1
+GROUP = {E8M0: 32, E4M3: 16}
+
+
+def _fp4_gemm(
+    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr,
+    M, N, K, k_per_split,
+    stride_am, stride_ak,
+    stride_we, stride_wn,
+    stride_se, stride_sn,
+    stride_ge,
+    stride_cm,
+    SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
+    HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    BYTES: tl.constexpr = BLOCK_K // 2
+    # bytes per scale: 16 for e8m0 (32 elements), 8 for e4m3 (16 elements)
+    BYTES_PER_SCALE: tl.constexpr = 16 if SCALE_KIND == 0 else 8
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_b = tl.arange(0, BYTES)
+    m_ok = offs_m < M
+    n_ok = offs_n < N
+    if HAS_GATHER:
+        rows = tl.load(a_rows_ptr + offs_m, mask=m_ok, other=-1)
+        m_ok = m_ok & (rows >= 0)
+        rows = tl.where(m_ok, rows, 0).to(tl.int64)
+    else:
+        rows = offs_m.to(tl.int64)
+    if HAS_EXPERT:
+        e = tl.load(blk_e_ptr + pid_m).to(tl.int64)
+        e = tl.where(e < 0, 0, e)  # a padding-only block: rows are masked, any expert will do
+    else:
+        e = 0
+
+    a_row_ptr = a_ptr + rows[:, None] * stride_am
+    w_base = w_ptr + e * stride_we + offs_n.to(tl.int64)[:, None] * stride_wn
+    s_base = s_ptr + e * stride_se + offs_n.to(tl.int64)[:, None] * stride_sn
+    half_k = K // 2
+
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    k_lo = pid_k * k_per_split
+    k_hi = tl.minimum(k_lo + k_per_split, K)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        kb = k0 // 2 + offs_b  # byte index along K//2
+        b_ok = kb < half_k
+        # activations: even and odd columns
+        a_mask = m_ok[:, None] & b_ok[None, :]
+        a_even = tl.load(a_row_ptr + (2 * kb)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
+        a_odd = tl.load(a_row_ptr + (2 * kb + 1)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
+        # weights: one byte = two codes
+        w_mask = n_ok[:, None] & b_ok[None, :]
+        byte = tl.load(w_base + kb[None, :], mask=w_mask, other=0).to(tl.int32)
+        # block scale of each byte
+        s_raw = tl.load(s_base + (kb // BYTES_PER_SCALE)[None, :], mask=w_mask, other=0)
+        if SCALE_KIND == 0:
+            scale = E8M0_TO_F32(s_raw.to(tl.int32))
+        else:
+            scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
+        w_lo = FP4_TO_F32(byte & 15) * scale
+        w_hi = FP4_TO_F32((byte >> 4) & 15) * scale
+        if DOT_F32:
+            acc = tl.dot(a_even, tl.trans(w_lo), acc, input_precision="ieee")
+            acc = tl.dot(a_odd, tl.trans(w_hi), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a_even.to(tl.bfloat16), tl.trans(w_lo.to(tl.bfloat16)), acc)
+            acc = tl.dot(a_odd.to(tl.bfloat16), tl.trans(w_hi.to(tl.bfloat16)), acc)
+
+    if HAS_G:
+        g = tl.load(g_ptr + e * stride_ge + offs_n, mask=n_ok, other=0.0)
+        acc = acc * g[None, :]
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        acc = acc + tl.where(pid_k == 0, 1.0, 0.0) * bias[None, :]
+    c_ptrs = c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :]
+    c_mask = (offs_m < M)[:, None] & n_ok[None, :]
+    if ATOMIC:
+        tl.atomic_add(c_ptrs, acc, mask=c_mask)
+    else:
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+
+
+fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32)
+
+
+def _config(m: int, n: int, k: int, device: torch.device) -> tuple[int, int, int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
+    if device.type == "cpu":
+        return 16, 32, 64, 1, 4, 1
+    if m <= 16:
+        # decode-bound GEMV: many CTAs over N, split K so every SM has several in flight
+        n_ctas = triton.cdiv(n, 64)
+        split = 1
+        while n_ctas * split < 4 * 132 and k // (split * 2) >= 512 and split < 16:
+            split *= 2
+        return 16, 64, 256, split, 4, 3
+    if m <= 64:
+        return 64, 64, 128, 1, 4, 3
+    return 128, 128, 64, 1, 8, 3
+
+
+def fp4_gemm(
+    a: torch.Tensor,
+    w: torch.Tensor,
+    scales: torch.Tensor,
+    scale_kind: int,
+    *,
+    m: int | None = None,
+    a_rows: torch.Tensor | None = None,
+    block_expert: torch.Tensor | None = None,
+    block_m: int | None = None,
+    g: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+    config: tuple | None = None,
+) -> torch.Tensor:
+    """A [rows, K] (any float dtype, stride along K arbitrary) x fp4 W [E, N, K//2] -> C [m, N].
+
+    Without a_rows, C's row i is A's row i (m = rows). With a_rows ([m] int32, -1 = padding) C's row
+    i is A[a_rows[i]] (zeros for padding). block_expert ([cdiv(m, block_m)] int32) picks W[e] per
+    M-block; g [E, N] fp32 multiplies columns. C is out_dtype (default a.dtype), or `out`.
+    """
+    if w.dim() == 2:
+        w, scales = w.unsqueeze(0), scales.unsqueeze(0)
+        g = None if g is None else g.reshape(1, -1)
+    e_count, n, half_k = w.shape
+    k = 2 * half_k
+    grp = GROUP[scale_kind]
+    if a.shape[-1] != k:
+        raise ValueError(f"fp4_gemm: activations have K={a.shape[-1]}, packed weight {tuple(w.shape)} means K={k}")
+    if k % grp or tuple(scales.shape) != (e_count, n, k // grp):
+        raise ValueError(f"fp4_gemm: scales {tuple(scales.shape)} do not match weight {tuple(w.shape)} (group {grp})")
+    if w.dtype != torch.uint8:
+        w = w.view(torch.uint8)
+    w = w if w.stride(-1) == 1 else w.contiguous()
+    scales = scales if scales.stride(-1) == 1 else scales.contiguous()
+    scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits; the kernel decodes both
+    rows = a.shape[0] if m is None else m
+    out_dtype = out_dtype or a.dtype
+    bm, bn, bk, split, warps, stages = config or _config(rows, n, k, a.device)
+    if block_m is not None:
+        bm = block_m
+    if block_expert is not None and block_m is None:
+        raise ValueError("fp4_gemm: block_expert needs the block_m it was built for")
+    atomic = split > 1
+    if atomic:
+        acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
+    else:
+        acc = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")
+    k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
+    grid = (triton.cdiv(n, bn), triton.cdiv(rows, bm), triton.cdiv(k, k_per_split))
+    if g is not None:
+        g = g.to(torch.float32).expand(e_count, n).contiguous()
+    dummy = acc
+    fp4_gemm_kernel.on(a.device)[grid](
+        a, a_rows if a_rows is not None else dummy, w, scales,
+        g if g is not None else dummy, block_expert if block_expert is not None else dummy,
+        bias if bias is not None else dummy, acc,
+        rows, n, k, k_per_split,
+        a.stride(0), a.stride(1),
+        w.stride(0), w.stride(1),
+        scales.stride(0), scales.stride(1),
+        g.stride(0) if g is not None else 0,
+        acc.stride(0),
+        SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
+        HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages,
+    )
+    if atomic:
+        out = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")
+        out.copy_(acc)
+        return out
+    return acc

@@ -1,0 +1,135 @@
+"""FP8 e4m3 weight GEMM, per-tensor or per-channel weight scales, fp32 accumulation.
+
+Two modes:
+- W8A16 (no input_scale): fp8 weights upcast in the kernel (exact in bf16), activations as given.
+- W8A8 (static input_scale): activations quantized to e4m3 first (act_quant.fp8_quant), then an
+  fp8 x fp8 tensor-core dot; the epilogue multiplies input_scale * w_scale[n].
+
+On a GPU fp8 tiles go to tl.dot natively; interpreted (CPU) runs decode the e4m3 bits by hand
+(the interpreter's fp8 conversions mishandle subnormals) and dot in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _helpers as h
+from ._launch import check_out, dot_in_fp32, kernel
+from .act_quant import fp8_quant
+
+
+def _fp8_gemm(
+    a_ptr, w_ptr, ws_ptr, as_ptr, bias_ptr, c_ptr,
+    M, N, K, stride_am, stride_wn, stride_cm,
+    W8A8: tl.constexpr, PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, NATIVE: tl.constexpr,
+    DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, E4M3_TO_F32: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    grid_m = (M + BLOCK_M - 1) // BLOCK_M
+    grid_n = (N + BLOCK_N - 1) // BLOCK_N
+    # grouped ordering: GROUP_M row-blocks share each column-block while it sits in L2
+    width = GROUP_M * grid_n
+    group = pid // width
+    first_m = group * GROUP_M
+    size_m = tl.minimum(grid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % width) % size_m
+    pid_n = (pid % width) // size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_ok = offs_m < M
+    n_ok = offs_n < N
+    a_ptrs = a_ptr + offs_m.to(tl.int64)[:, None] * stride_am + offs_k[None, :]
+    w_ptrs = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn + offs_k[None, :]
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k_ok = (k0 + offs_k) < K
+        if NATIVE:
+            a = tl.load(a_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            w = tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+            if W8A8:
+                acc = tl.dot(a, tl.trans(w), acc)
+            elif DOT_F32:
+                acc = tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
+        else:
+            w = E4M3_TO_F32(tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0).to(tl.int32))
+            if W8A8:
+                a = E4M3_TO_F32(tl.load(a_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0).to(tl.int32))
+            else:
+                a = tl.load(a_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+            acc = tl.dot(a, tl.trans(w), acc, input_precision="ieee")
+        a_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K
+
+    if PER_CHANNEL:
+        acc = acc * tl.load(ws_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
+    else:
+        acc = acc * tl.load(ws_ptr)
+    if W8A8:
+        acc = acc * tl.load(as_ptr)
+    if HAS_BIAS:
+        acc = acc + tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    c_ptrs = c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+fp8_gemm_kernel = kernel(_fp8_gemm, E4M3_TO_F32=h.e4m3_to_f32)
+
+
+def _config(m: int, n: int, k: int, device: torch.device, w8a8: bool) -> tuple[int, int, int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages)."""
+    if device.type == "cpu":
+        return 16, 32, 32, 4, 4, 1
+    if m <= 64:
+        return 64, 64, 128, 8, 4, 4
+    if w8a8:
+        return 128, 256, 128, 8, 8, 3
+    return 128, 256, 64, 8, 8, 3
+
+
+def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_scale=None,
+             out: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
+    """x [..., K] @ (w_fp8 [N, K] * w_scale)^T -> [..., N] in x.dtype (or `out`, shaped like it)."""
+    if w_fp8.dim() != 2 or w_fp8.dtype != torch.float8_e4m3fn:
+        raise ValueError(f"fp8_gemm: weight must be float8_e4m3fn [N, K], got {w_fp8.dtype} {tuple(w_fp8.shape)}")
+    n, k = w_fp8.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"fp8_gemm: x has K={x.shape[-1]}, weight {tuple(w_fp8.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    ws = torch.as_tensor(w_scale, dtype=torch.float32, device=x.device)
+    per_channel = ws.numel() != 1
+    if per_channel and ws.numel() != n:
+        raise ValueError(f"fp8_gemm: w_scale has {ws.numel()} values for N={n} rows")
+    ws = ws.reshape(-1).contiguous()
+    w8a8 = input_scale is not None
+    if w8a8:
+        a_s = torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(1)
+        a = fp8_quant(x2, a_s)
+    else:
+        a_s = ws
+        a = x2 if x2.stride(-1) == 1 else x2.contiguous()
+    w = w_fp8 if w_fp8.stride(-1) == 1 else w_fp8.contiguous()
+    c = check_out(None if out is None else out.view(m, n), (m, n), x.dtype, x.device, "fp8_gemm")
+    bm, bn, bk, gm, warps, stages = config or _config(m, n, k, x.device, w8a8)
+    native = x.device.type != "cpu"
+    if not native:
+        w = w.view(torch.uint8)
+        a = a.view(torch.uint8) if w8a8 else a
+    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+    if m:
+        fp8_gemm_kernel.on(x.device)[grid](
+            a, w, ws, a_s, bias if bias is not None else ws, c,
+            m, n, k, a.stride(0), w.stride(0), c.stride(0),
+            W8A8=w8a8, PER_CHANNEL=per_channel, HAS_BIAS=bias is not None, NATIVE=native,
+            DOT_F32=dot_in_fp32(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm,
+            num_warps=warps, num_stages=stages,
+        )
+    return out if out is not None else c.reshape(*lead, n)

@@ -1,0 +1,126 @@
+"""Dispatch registry: explicit selection, priorities, env override, lazy backend loading."""
+
+import uuid
+
+import pytest
+import torch
+
+from qcert.kernels import registry as R
+
+GPU = R.OpContext(device_type="cuda", capability=(9, 0), dtype=torch.bfloat16)
+CPU = R.OpContext(device_type="cpu", dtype=torch.float32)
+
+
+@pytest.fixture
+def op(monkeypatch):
+    """A fresh op with two backends: fast (priority 10, needs sm90+) and slow (priority 50)."""
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv(R.env_var(name), raising=False)
+    R.define_op(name, lambda x: ("torch", x))
+    R.register_backend(name, "slow", lambda x: ("slow", x), lambda ctx: True, priority=50)
+    R.register_backend(
+        name, "fast", lambda x: ("fast", x),
+        lambda ctx: True if ctx.device_type == "cuda" and ctx.capability >= (9, 0) else "needs CUDA sm90+",
+        priority=10,
+    )
+    return name
+
+
+def test_priority_order_and_selection(op):
+    assert [b.name for b in R.backends(op)] == ["fast", "slow", "torch"]
+    assert R.select(op, GPU).name == "fast"
+    ampere = R.OpContext(device_type="cuda", capability=(8, 0))
+    assert R.select(op, ampere).name == "slow"
+    assert R.available_backends(op, ampere) == ["slow", "torch"]
+
+
+def test_cpu_picks_reference_unless_interpreting(op, monkeypatch):
+    assert R.select(op, CPU).name == "torch"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert R.select(op, CPU).name == "slow"  # fast's own predicate still says no
+
+
+def test_requested_unavailable_raises_naming_everything(op):
+    with pytest.raises(R.BackendUnavailable) as ei:
+        R.select(op, CPU, "fast")
+    msg = str(ei.value)
+    assert op in msg and "'fast'" in msg and "needs CUDA sm90+" in msg
+    assert isinstance(ei.value, ValueError) and ei.value.reason == "needs CUDA sm90+"
+    with pytest.raises(R.BackendUnavailable, match="not registered"):
+        R.select(op, GPU, "nope")
+
+
+def test_env_var_override_and_explicit_wins(op, monkeypatch):
+    monkeypatch.setenv(R.env_var(op), "slow")
+    assert R.env_var(op) == f"QCERT_BACKEND_{op.upper()}"
+    assert R.select(op, GPU).name == "slow"
+    assert R.select(op, GPU, "torch").name == "torch"
+    monkeypatch.setenv(R.env_var(op), "fast")
+    with pytest.raises(R.BackendUnavailable, match="fast"):
+        R.select(op, CPU)  # env request is a request: no fallback
+
+
+def test_layout_is_never_mixed(op):
+    R.register_backend(op, "shuffled", lambda x: ("shuffled", x), lambda ctx: True, priority=1, layout="trtllm")
+    assert R.select(op, GPU).name == "fast"
+    assert R.select(op, GPU, layout="trtllm").name == "shuffled"
+    with pytest.raises(R.BackendUnavailable, match="layout"):
+        R.select(op, GPU, "shuffled")
+
+
+def test_duplicates_and_unknown_op(op):
+    with pytest.raises(ValueError, match="already"):
+        R.register_backend(op, "slow", lambda x: x, lambda ctx: True)
+    with pytest.raises(ValueError, match="already"):
+        R.define_op(op, lambda x: x)
+    with pytest.raises(KeyError, match="unknown kernel op"):
+        R.select("no_such_op", CPU)
+
+
+def test_false_predicate_gets_a_reason(op):
+    R.register_backend(op, "quiet", lambda x: x, lambda ctx: False, priority=0)
+    with pytest.raises(R.BackendUnavailable, match="no reason given"):
+        R.select(op, GPU, "quiet")
+
+
+def test_call_builds_context_from_first_tensor(op):
+    x = torch.randn(3)
+    tag, out = R.call(op, x)
+    assert tag == "torch" and out is x
+    with pytest.raises(R.BackendUnavailable):
+        R.call(op, x, backend="fast")
+
+
+def test_context_from_cpu_tensor():
+    ctx = R.OpContext.from_tensor(torch.randn(2, 3, dtype=torch.bfloat16), m=2)
+    assert (ctx.device_type, ctx.is_rocm, ctx.capability, ctx.gfx_arch) == ("cpu", False, None, None)
+    assert ctx.dtype == torch.bfloat16 and ctx.shapes == {"m": 2}
+
+
+def test_all_ops_defined_with_reference():
+    names = set(R.ops())
+    for want in ("mxfp4_linear", "nvfp4_linear", "fp8_linear", "bf16_linear", "moe", "mxfp4_moe",
+                 "nvfp4_moe", "fp8_moe", "trtllm_fp4_w13_layout", "aiter_shuffle_weight", "aiter_shuffle_scale"):
+        assert want in names
+        assert R.backends(want)[-1].name == "torch"
+    assert set(R.load_errors()) <= set(R.BACKEND_MODULES)
+
+
+def test_backend_module_import_errors(monkeypatch):
+    def raiser(exc):
+        def imp(name):
+            raise exc
+        return imp
+
+    monkeypatch.setattr(R, "_LOAD_ERRORS", {})
+    monkeypatch.setattr(R.importlib, "import_module", raiser(ModuleNotFoundError("no flashinfer", name="flashinfer")))
+    R._import_backend_module("qcert.kernels.flashinfer")
+    assert "flashinfer" in R._LOAD_ERRORS["qcert.kernels.flashinfer"]
+    # a bug in our own module (missing name of ours, or any other error) must surface
+    monkeypatch.setattr(R.importlib, "import_module", raiser(ModuleNotFoundError("x", name="qcert.kernels.fp5")))
+    with pytest.raises(ModuleNotFoundError):
+        R._import_backend_module("qcert.kernels.flashinfer")
+    monkeypatch.setattr(R.importlib, "import_module", raiser(NameError("typo")))
+    with pytest.raises(NameError):
+        R._import_backend_module("qcert.kernels.aiter")

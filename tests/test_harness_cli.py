@@ -1,0 +1,109 @@
+"""The qcert CLI, selftest and new-case scaffolding."""
+
+import subprocess
+import sys
+
+import pytest
+
+from qcert.conformance import cli, newcase, selftest
+from qcert.conformance.mutants import Mutant, MutantError, discover
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run", "--engine", "no-such-engine"], "unknown engine 'no-such-engine'"),
+    (["run", "-n", "many"], "-n 'many'"),
+    (["run", "--hardware", "tpu"], "invalid choice: 'tpu'"),
+    (["selftest", "--mutant", "no/such"], "unknown mutant 'no/such'"),
+    (["new-case", "Bad Id"], "'Bad Id' must look like 'area/name'"),
+    (["new-case", "device/strip-index"], "case device/strip-index already exists"),
+    (["new-case", "toy/x", "--feature", "nope"], "unknown feature(s) nope"),
+])
+def test_unusable_arguments_exit_2_with_one_line(argv, fragment):
+    proc = subprocess.run([sys.executable, "-m", "qcert.conformance.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_json(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    import json
+
+    cases = {c["case"]: c for c in json.loads(capsys.readouterr().out)}
+    assert cases["device/strip-index"]["refs"] == ["sglang#22543"]
+    assert "device/strip-index[cuda:1]" in cases["device/strip-index"]["items"]
+    assert cases["device/reject-garbage"]["raises"] == {"type": "ValueError", "fragment": "device"}
+
+
+def test_run_selected_case_writes_reports(tmp_path, capsys):
+    rc = cli.main(["run", "--case", "device/strip-index", "--json", str(tmp_path / "r.json"),
+                   "--markdown", str(tmp_path / "r.md")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "PASS: 8 items" in out
+    assert (tmp_path / "r.md").read_text().count("device/strip-index") == 1
+
+
+def test_every_shipped_mutant_is_killed():
+    results = selftest.run()
+    assert {r.mutant.id for r in results} >= {"device/index-not-stripped", "device/strip-only-autodetect",
+                                              "device/garbage-accepted", "device/index-dropped"}
+    assert all(r.ok for r in results), [(r.mutant.id, r.killed, r.problem) for r in results]
+
+
+def _toy(**kw):
+    fields = dict(id="toy/survivor", description="patches nothing that matters", upstream="none",
+                  kills=["device/strip-index"], patches=[("qcert.engine.args", "ACCEPTED_DEVICE_FORMS", "x")])
+    fields.update(kw)
+    return Mutant(**fields)
+
+
+def test_selftest_reports_a_surviving_mutant():
+    [result] = selftest.run(mutants={"toy/survivor": _toy()})
+    assert not result.ok
+    assert result.killed == {"device/strip-index": False}
+
+
+def test_selftest_reports_unknown_case_and_missing_target():
+    [unknown] = selftest.run(mutants={"t/a": _toy(id="t/a", kills=["device/no-such-case"])})
+    assert not unknown.ok and "device/no-such-case" in unknown.problem
+    [missing] = selftest.run(mutants={"t/b": _toy(id="t/b", patches=[("qcert.engine.args", "no_such_fn", None)])})
+    assert not missing.ok and "qcert.engine.args.no_such_fn does not exist" in missing.problem
+
+
+def test_mutant_patches_are_undone():
+    from qcert.engine import args
+
+    before = args.parse_device
+    mutant = discover()["device/garbage-accepted"]
+    with pytest.raises(RuntimeError):
+        with mutant.apply():
+            assert args.parse_device is not before
+            raise RuntimeError
+    assert args.parse_device is before
+
+
+def test_mutant_must_name_a_case():
+    with pytest.raises(MutantError, match="names no case"):
+        _toy(kills=[])
+
+
+def test_new_case_scaffolds_a_red_case_kept_green_by_its_expectation(pytester):
+    folder = pytester.mkdir("cases")
+    expectations = pytester.path / "expect.toml"
+    expectations.write_text("")
+    module = newcase.scaffold("toy/new-thing", statement="does the thing", features=["bad-input"],
+                              folder=folder, expectations=expectations)
+    assert module.name == "test_toy.py"
+    newcase.scaffold("toy/second", folder=folder, expectations=expectations)
+    with pytest.raises(newcase.NewCaseError, match="already exists"):
+        newcase.scaffold("toy/second", folder=folder, expectations=expectations)
+    result = pytester.runpytest(str(folder), "--qcert-expectations", str(expectations), "--qcert-json", "r.json")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(xfailed=2)
+    red = pytester.runpytest(str(folder), "--qcert-no-expectations")
+    red.assert_outcomes(failed=2)
