@@ -176,6 +176,27 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _checkpoint_commands() -> list[Command]:
+    from qcert.conformance import cli_checkpoint as c
+
+    def usage(fn):  # their argument errors become this CLI's one-line exit-2 errors
+        def run(ns):
+            try:
+                return fn(ns)
+            except c._Usage as e:
+                raise UsageError(str(e)) from None
+        return run
+
+    return [
+        Command("inspect", "show a checkpoint's load plan and report", c.inspect_args, usage(c.inspect)),
+        Command("certify", "run the certification cases on one checkpoint", c.certify_args, usage(c.certify)),
+        Command("fixtures", "write built-in fixture checkpoints", c.fixtures_args, usage(c.fixtures_cmd)),
+    ]
+
+
+COMMANDS += _checkpoint_commands()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qcert", description="Conformance suite for loading quantized checkpoints.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

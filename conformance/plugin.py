@@ -188,9 +188,10 @@ def pytest_collection_modifyitems_problems(session: pytest.Session, config: pyte
 def _check_duplicates(state: _State, case_items: list[tuple[pytest.Item, Any]]) -> None:
     owner: dict[str, str] = {}
     for item, meta in case_items:
-        where = f"{item.path}::{item.originalname if hasattr(item, 'originalname') else item.name}"
-        if owner.setdefault(meta.id, where) != where:
-            state.problems.append(f"case id {meta.id} is declared twice: {owner[meta.id]} and {where}")
+        where = f"{item.path}::{getattr(item, 'originalname', item.name)}"
+        problem = f"case id {meta.id} is declared twice: {owner.setdefault(meta.id, where)} and {where}"
+        if owner[meta.id] != where and problem not in state.problems:
+            state.problems.append(problem)
 
 
 def _whole_cases_folder(state: _State, case_items: list[tuple[pytest.Item, Any]]) -> bool:
@@ -207,21 +208,19 @@ def _prepare(state: _State, item: pytest.Item, meta: Any) -> None:
     if entry is not None:
         expected, reason, link = entry.outcome, entry.reason, entry.link
     device = hardware.describe(None)
-    if meta.hardware is not None:
-        if not hardware.satisfies(meta.hardware, state.hardware):
-            # Not requested: a skip that the run expects.
-            expected, reason, link = "skipped", f"needs {hardware.need_text(meta.hardware)}", None
-            item.add_marker(pytest.mark.skip(reason=reason))
-        elif not hardware.present(meta.hardware):
-            # Requested but absent: must fail, whatever the expectations say.
-            expected, reason, link = "passed", None, None
-            item.stash[_absent_key] = f"--hardware {'/'.join(sorted(state.hardware))} was requested " \
-                                      f"but no {meta.hardware} device is visible to torch"
-            device = "absent"
-        else:
-            device = hardware.describe(meta.hardware)
-    if expected == "skipped" and entry is not None and entry.outcome == "skipped":
-        item.add_marker(pytest.mark.skip(reason=f"expected skip: {reason}"))
+    if meta.hardware is not None and not hardware.satisfies(meta.hardware, state.hardware):
+        # Not requested: a skip the run expects, whatever the expectations say.
+        expected, reason, link = "skipped", f"needs {hardware.need_text(meta.hardware)}", None
+    elif meta.hardware is not None and not hardware.present(meta.hardware):
+        # Requested but absent: must fail, whatever the expectations say.
+        expected, reason, link, device = "passed", None, None, "absent"
+        item.stash[_absent_key] = (f"--hardware {'/'.join(sorted(state.hardware))} was requested "
+                                   f"but no {meta.hardware} device is visible to torch")
+    elif meta.hardware is not None:
+        device = hardware.describe(meta.hardware)
+    if expected == "skipped":
+        by_hardware = reason.startswith("needs --hardware")
+        item.add_marker(pytest.mark.skip(reason=reason if by_hardware else f"expected skip: {reason}"))
     props = dict(meta.as_dict(), id=rid, expected=expected, reason=reason, link=link, device=device,
                  engine=state.engine_name)
     item.user_properties.append((CASE_PROP, props))
@@ -314,7 +313,7 @@ class _ControllerRecords:
             from qcert.conformance import report
 
             data = report.build(state.collector, engine=state.engine_name, requested=sorted(state.hardware),
-                                mutant=state.mutant_id)
+                                mutant=state.mutant_id, checkpoint=config.getoption("qcert_checkpoint"))
             report.write_all(data, **targets)
         config.stash[_result_key] = data
 

@@ -34,7 +34,7 @@ def engine_version(name: str) -> str:
 
 
 def build(collector: Collector, *, engine: str, requested: list[str], mutant: str | None = None,
-          started: str | None = None) -> dict[str, Any]:
+          started: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
     version = engine_version(engine)
     records = [dict(r, engine_version=version) for r in collector.records]
     summary = {
@@ -52,12 +52,25 @@ def build(collector: Collector, *, engine: str, requested: list[str], mutant: st
         "engine_version": version,
         "hardware": requested,
         "mutant": mutant,
+        "checkpoint": _checkpoint(checkpoint),
         "platform": hardware.platform_info(),
         "started": started or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "summary": summary,
         "problems": list(collector.problems),
         "records": records,
     }
+
+
+def _checkpoint(path: str | None) -> dict[str, Any] | None:
+    """What a certification report names: the checkpoint and the hash of its config and headers."""
+    if not path:
+        return None
+    from qcert.engine.checkpoint import Checkpoint
+
+    try:
+        return {"path": str(path), "fingerprint": Checkpoint(path).fingerprint()}
+    except ValueError as e:
+        return {"path": str(path), "fingerprint": None, "error": str(e)}
 
 
 def write_all(data: dict[str, Any], *, json: str | None = None, junit: str | None = None,
@@ -112,6 +125,8 @@ def to_markdown(data: dict[str, Any]) -> str:
         f"{', '.join(data['hardware']) or 'none requested'}, started {data['started']}"
         + (f", mutant {data['mutant']}" if data["mutant"] else ""),
         "",
+        *([f"checkpoint `{data['checkpoint']['path']}`, sha256 of config and headers "
+           f"`{data['checkpoint']['fingerprint']}`", ""] if data.get("checkpoint") else []),
         f"**{'PASS' if s['ok'] else 'FAIL'}**: {s['total']} items; "
         + ", ".join(f"{n} {v}" for v, n in s["verdicts"].items()),
         "",

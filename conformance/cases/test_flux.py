@@ -29,6 +29,7 @@ FEATURES = ["flux", "diffusion", "modelopt", "fp8"]
 FMT = "modelopt-fp8-diffusion"
 ADANORM = {"transformer_blocks.0.norm1.linear", "transformer_blocks.0.norm1_context.linear",
            "single_transformer_blocks.0.norm.linear"}
+PLAIN = ADANORM | {"norm_out.linear"}  # not quantization-aware: FP8 there is dequantized at load
 # Everything except the AdaLayerNorm projections ignored: the only FP8 tensors are dequantized at load.
 ONLY_ADANORM_FP8 = ["x_embedder", "context_embedder", "time_text_embed", "proj_out", "norm_out",
                     "*.attn.*", "*.ff.*", "*.ff_context.*", "*.proj_mlp", "*.proj_out"]
@@ -60,7 +61,8 @@ def _check_ignore(engine, entries):
     for name, m in linears.items():
         hit = next((e for e in entries if spec_ignores(e, name)), None)
         assert m["excluded_by"] == hit, f"{name}: excluded_by {m['excluded_by']!r}, the rule says {hit!r}"
-        assert (m["scheme"] == "unquantized") == (hit is not None or name in ADANORM), f"{name}: scheme {m['scheme']}"
+        assert m["dequantized_at_load"] == (hit is None and name in PLAIN), f"{name}: {m}"
+        assert (m["scheme"] == "unquantized") == (hit is not None or name in PLAIN), f"{name}: scheme {m['scheme']}"
     unmatched = [e for e in entries if not any(spec_ignores(e, n) for n in linears)]
     assert report["unmatched_exclude_entries"] == unmatched
     return linears
@@ -90,7 +92,7 @@ IGNORE_TABLE = [
 def test_ignore_table(engine, entries, module, expected):
     linears = _check_ignore(engine, entries)
     assert linears[module]["excluded_by"] == expected
-    if expected is None and module not in ADANORM:
+    if expected is None and module not in PLAIN:
         assert linears[module]["scheme"].startswith("fp8"), linears[module]
 
 

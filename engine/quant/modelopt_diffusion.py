@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..errors import QuantConfigError
 from . import matching
 from .base import NameMapper, QuantConfig, Resolution
-from .matching import dedupe, first_match
+from .matching import dedupe
 from .scheme import UNQUANTIZED, Scheme
 
 FP8_STATIC = Scheme("fp8", None, "fp8", strategy="tensor")
@@ -52,9 +52,12 @@ class ModelOptDiffusionFP8Config(QuantConfig):
 
     def _resolve_one(self, module: str) -> Resolution:
         # Looked up through the module at call time so a mutant can swap the matching rule.
-        hit = first_match(self.exclude_entries, module, matching.match_glob_or_first_component)
-        if hit is not None:
-            self.matched.add(hit)
+        # Every matching entry counts as matched (unmatched = matches no module); the first one decides.
+        match = matching.match_glob_or_first_component
+        hits = [e for e in self.exclude_entries if match(e, module)]
+        self.matched.update(hits)
+        if hits:
+            hit = hits[0]
             return Resolution(UNQUANTIZED, f"{self.entries_field} entry {hit!r}", excluded_by=hit)
         return Resolution(FP8_STATIC, f"quant_algo {self.algo!r}")
 

@@ -19,13 +19,13 @@ from . import _helpers as h
 from ._launch import kernel
 
 
-def _mxfp4_qdq(x_ptr, y_ptr, K, stride_x, stride_y, NB: tl.constexpr,
+def _mxfp4_qdq(x_ptr, y_ptr, numel, NB: tl.constexpr,
                MAX: tl.constexpr, E2M1_CODE: tl.constexpr, FP4_TO_F32: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    blk = tl.program_id(1) * NB + tl.arange(0, NB)
+    # x is contiguous and K % 32 == 0: view it as [numel // 32, 32] blocks
+    blk = tl.program_id(0).to(tl.int64) * NB + tl.arange(0, NB)
     offs = blk[:, None] * 32 + tl.arange(0, 32)[None, :]
-    ok = offs < K
-    x = tl.load(x_ptr + row * stride_x + offs, mask=ok, other=0.0).to(tl.float32)
+    ok = offs < numel
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     a = tl.abs(x)
     has_nan = tl.reduce(tl.where(x != x, 1, 0), 1, MAX)
     amax = tl.reduce(tl.where(x != x, 0.0, a), 1, MAX)
@@ -40,16 +40,16 @@ def _mxfp4_qdq(x_ptr, y_ptr, K, stride_x, stride_y, NB: tl.constexpr,
     v = FP4_TO_F32(E2M1_CODE(a * inv[:, None])) * scl[:, None]
     v = tl.where(x < 0, -v, v)
     v = tl.where(has_nan[:, None] > 0, float("nan"), v)
-    tl.store(y_ptr + row * stride_y + offs, v, mask=ok)
+    tl.store(y_ptr + offs, v, mask=ok)
 
 
-def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, K, stride_x, stride_y, NB: tl.constexpr,
+def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr,
                MAX: tl.constexpr, E2M1_CODE: tl.constexpr, FP4_TO_F32: tl.constexpr, E4M3_ROUND: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    blk = tl.program_id(1) * NB + tl.arange(0, NB)
+    # x is contiguous and K % 16 == 0: view it as [numel // 16, 16] blocks
+    blk = tl.program_id(0).to(tl.int64) * NB + tl.arange(0, NB)
     offs = blk[:, None] * 16 + tl.arange(0, 16)[None, :]
-    ok = offs < K
-    x = tl.load(x_ptr + row * stride_x + offs, mask=ok, other=0.0).to(tl.float32)
+    ok = offs < numel
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     s2 = tl.load(s2_ptr)
     amax = tl.reduce(tl.abs(x), 1, MAX)
     raw = tl.math.div_rn(tl.math.div_rn(amax, 6.0), s2)
@@ -61,7 +61,7 @@ def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, K, stride_x, stride_y, NB: tl.constexpr,
     v = FP4_TO_F32(code) * bs[:, None] * s2
     v = tl.where(x < 0, -v, v)
     v = tl.where(x != x, float("nan"), v)
-    tl.store(y_ptr + row * stride_y + offs, v, mask=ok)
+    tl.store(y_ptr + offs, v, mask=ok)
 
 
 def _fp8_quant(x_ptr, y_ptr, s_ptr, numel, BLOCK: tl.constexpr, TO_E4M3: tl.constexpr):
@@ -91,9 +91,10 @@ def mxfp4_qdq(x: torch.Tensor) -> torch.Tensor:
     if k % 32:
         raise ValueError(f"mxfp4_qdq: K={k} is not a multiple of 32")
     y = torch.empty((r, k), dtype=torch.float32, device=x.device)
-    nb = 8
+    nb = 64
     if r:
-        mxfp4_qdq_kernel.on(x.device)[(r, triton.cdiv(k // 32, nb))](x2, y, k, x2.stride(0), y.stride(0), NB=nb)
+        x2 = x2.contiguous()
+        mxfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 32, nb),)](x2, y, x2.numel(), NB=nb)
     return y
 
 
@@ -105,9 +106,10 @@ def nvfp4_qdq(x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"nvfp4_qdq: K={k} is not a multiple of 16")
     s2 = torch.as_tensor(s2, dtype=torch.float32, device=x.device).reshape(1)
     y = torch.empty((r, k), dtype=torch.float32, device=x.device)
-    nb = 16
+    nb = 128
     if r:
-        nvfp4_qdq_kernel.on(x.device)[(r, triton.cdiv(k // 16, nb))](x2, y, s2, k, x2.stride(0), y.stride(0), NB=nb)
+        x2 = x2.contiguous()
+        nvfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 16, nb),)](x2, y, s2, x2.numel(), NB=nb)
     return y
 
 

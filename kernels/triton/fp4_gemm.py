@@ -182,6 +182,8 @@ def fp4_gemm(
     if g is not None:
         g = g.to(torch.float32).expand(e_count, n).contiguous()
     dummy = acc
+    if rows == 0:
+        return acc
     fp4_gemm_kernel.on(a.device)[grid](
         a, a_rows if a_rows is not None else dummy, w, scales,
         g if g is not None else dummy, block_expert if block_expert is not None else dummy,

@@ -1,0 +1,119 @@
+"""Certification checks for one checkpoint (`qcert certify PATH` runs this module on PATH).
+
+Without --qcert-checkpoint they run on built-in fixtures. They read only what any engine reports
+(the load report, parameters) and the checkpoint's own headers.
+"""
+
+import re
+
+import pytest
+import torch
+
+from qcert import fixtures
+from qcert.conformance import checkpoints as ck
+from qcert.conformance.case import case
+
+BUILTIN = [("deepseek-v3", "quark-mxfp4"), ("kimi-k2.5", "quark-mxfp4"), ("glm-5", "bf16")]
+CPU_FORWARD_LIMIT = 2 * 1024**3  # bytes of weights a CPU forward in float32 stays practical for
+UNEXPECTED = "no engine parameter claims this tensor"
+
+
+def pytest_generate_tests(metafunc):
+    if "checkpoint" not in metafunc.fixturenames:
+        return
+    given = metafunc.config.getoption("qcert_checkpoint")
+    if given:
+        metafunc.parametrize("checkpoint", [given], ids=["given"], indirect=True)
+    else:
+        metafunc.parametrize("checkpoint", BUILTIN, ids=[f"{f}-{q}" for f, q in BUILTIN], indirect=True)
+
+
+@pytest.fixture
+def checkpoint(request):
+    if isinstance(request.param, tuple):
+        family, fmt = request.param
+        return fixtures.cached(family, fmt, layers=2, dense_layers=1, experts=4, top_k=2)
+    return request.param
+
+
+def _size(path) -> int:
+    return sum(f.stat().st_size for f in ck.Path(path).glob("*.safetensors"))
+
+
+@case("certify/plan-complete", "every checkpoint tensor is claimed or skipped with a reason, and none is missing",
+      features=["certify"])
+def test_plan_complete(engine, checkpoint):
+    report = engine.plan(checkpoint, device="cpu")
+    assert report["missing"] == [], f"missing tensors: {report['missing'][:5]}"
+    stray = [u["tensor"] for u in report["unclaimed"] if u["reason"] == UNEXPECTED]
+    assert stray == [], f"tensors no module claims: {stray[:5]}"
+
+
+@case("certify/schemes-match-storage",
+      "each quantization-aware module's scheme agrees with how the checkpoint stores its weights",
+      features=["certify", "exclude-remap"])
+def test_schemes_match_storage(engine, checkpoint):
+    dtypes = ck.stored(checkpoint)
+    report = engine.plan(checkpoint, device="cpu")
+    wrong = []
+    for m in report["modules"]:
+        weights = [s for s in m["sources"] if s.endswith(".weight") and s in dtypes]
+        if m["kind"] != "linear" or not weights or m["dequantized_at_load"]:
+            continue
+        stored_float = all(ck.weight_is_float(dtypes, w.removesuffix(".weight")) for w in weights)
+        if (m["scheme"] == "unquantized") != stored_float:
+            wrong.append(f"{m['name']}: scheme {m['scheme']}, stored {[dtypes[w] for w in weights]}")
+    assert not wrong, "; ".join(wrong[:5])
+
+
+@case("certify/exclude-entries-all-match", "every exclude/ignore entry of the config matches at least one module",
+      features=["certify", "exclude-remap"])
+def test_exclude_entries_match(engine, checkpoint):
+    report = engine.plan(checkpoint, device="cpu")
+    if report["quant_method"] is None:
+        pytest.skip("not applicable: the checkpoint has no quantization config")
+    assert report["unmatched_exclude_entries"] == [], (
+        f"entries matching no module (typo, glob in an exact/regex list, or renamed module): "
+        f"{report['unmatched_exclude_entries']}")
+
+
+@case("certify/fused-shared-expert-stored-alike",
+      "when the shared expert is fused into the routed experts, it is stored like the routed experts",
+      features=["certify", "shared-expert-fusion"])
+def test_fusion_sound(engine, checkpoint):
+    report = engine.plan(checkpoint, device="cpu")
+    if not report["fusion"]["shared_experts"]:
+        pytest.skip(f"not applicable: shared-expert fusion is off ({report['fusion']['reason']})")
+    dtypes = ck.stored(checkpoint)
+    for name, dtype in dtypes.items():
+        m = re.match(r"(.*\.mlp\.)shared_experts?\.gate_proj\.weight$", name)
+        if m:
+            routed = dtypes.get(f"{m.group(1)}experts.0.gate_proj.weight")
+            assert routed == dtype, f"{name} is {dtype} but the routed experts are {routed}"
+
+
+@case("certify/loads-and-runs", "the checkpoint loads and a short forward is finite",
+      features=["certify", "numerics"])
+def test_loads_and_runs(engine, checkpoint):
+    if _size(checkpoint) > CPU_FORWARD_LIMIT:
+        pytest.skip("not applicable on CPU: weights exceed the CPU forward limit; static checks only")
+    model = engine.load(checkpoint, device="cpu", dtype="float32")
+    if model.report()["family"] == "flux":
+        pytest.skip("not applicable: forward inputs of diffusion transformers are certified by the flux cases")
+    logits = model.forward(torch.arange(8).reshape(1, 8) % 7)
+    assert torch.isfinite(logits).all()
+
+
+@case("certify/reload-same-checkpoint-is-identity",
+      "update_weights_from_disk with the same checkpoint leaves every parameter bit-identical, in place",
+      features=["certify", "weight-update"])
+def test_reload_identity(engine, checkpoint):
+    if _size(checkpoint) > CPU_FORWARD_LIMIT:
+        pytest.skip("not applicable on CPU: weights exceed the CPU load limit")
+    model = engine.load(checkpoint, device="cpu")
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in model.parameters().items()}
+    model.update_weights_from_disk(checkpoint)
+    after = model.parameters()
+    for n, (ptr, value) in before.items():
+        assert after[n].data_ptr() == ptr, f"{n} moved to new storage"
+        assert torch.equal(after[n].view(torch.uint8), value.view(torch.uint8)), f"{n} changed"

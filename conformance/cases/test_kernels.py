@@ -1,0 +1,359 @@
+"""Kernel ops: every available backend against the torch reference (DESIGN.md, Kernels).
+
+For each op and each registered backend that can run here: fresh random inputs (never zeros;
+odd shapes with partial tiles), the backend's output must match the reference within
+kernels/tolerances.py; the output buffer is POISONED before the call (NaN, or a sentinel where NaN
+is the expected answer) and handed in as `out=`, so an element the kernel never writes fails the
+case; a backend that consumes a non-plain weight layout gets the weights through that layout's
+transform op, so what it consumes is what the transform produces.
+
+CPU runs interpret the triton kernels: the `interpreted_triton` fixture sets TRITON_INTERPRET=1
+for the case only (the kernels pick the interpreter per launch from the tensors' device, so the
+variable's value at import time does not matter). `--hardware cuda` runs the same checks on the
+GPU with larger shapes, for triton and the vendor-library backends (flashinfer, aiter).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qcert.conformance.case import case
+from qcert.kernels import fp8 as f8
+from qcert.kernels import mxfp4 as mx
+from qcert.kernels import nvfp4 as nv
+from qcert.kernels import registry
+from qcert.kernels.tolerances import assert_close_rel
+
+# backend name -> features a case lists for it
+BACKENDS = ("triton", "flashinfer", "aiter")
+SENTINEL = -12345.0  # poison for outputs that legitimately hold NaN
+
+
+@pytest.fixture
+def interpreted_triton(monkeypatch):
+    """Opt CPU tensors into the interpreted triton backends for this case only."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _gen(seed: int, device) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g
+
+
+def _weights(g, *shape) -> torch.Tensor:
+    """Gaussian weights with a per-row magnitude spread (never zeros)."""
+    w = torch.randn(*shape, generator=g)
+    spread = torch.exp(torch.randn(*shape[:-1], 1, generator=g))
+    return w * spread
+
+
+def _acts(g, m, k, dtype, device) -> torch.Tensor:
+    return (torch.randn(m, k, generator=g) * 2.0 + 0.1).to(dtype).to(device)
+
+
+# --- inputs per op: (args, kwargs, fmt) ----------------------------------------------------------
+
+
+def mxfp4_linear_inputs(g, device, m, n, k, dtype, act_qdq, bias):
+    wp, ws = mx.quantize_mxfp4(_weights(g, n, k))
+    b = torch.randn(n, generator=g).to(dtype).to(device) if bias else None
+    return (_acts(g, m, k, dtype, device), wp.to(device), ws.to(device)), {"bias": b, "act_qdq": act_qdq}, "mxfp4"
+
+
+def nvfp4_linear_inputs(g, device, m, n, k, dtype, per_row_scale_2, input_scale, bias):
+    w = _weights(g, n, k)
+    wp, bs, s2 = nv.quantize_nvfp4(w)
+    if per_row_scale_2:  # a per-row scale_2 (fused shards with their own global scales)
+        s2 = (s2 * torch.exp2(torch.randint(-2, 3, (n,), generator=g).float())).to(torch.float32)
+    x = _acts(g, m, k, dtype, device)
+    kw = {"bias": torch.randn(n, generator=g).to(dtype).to(device) if bias else None}
+    if input_scale:
+        kw["input_scale"] = (x.float().abs().max() / (6 * 448) * 0.8).to(device)  # some saturate
+    return (x, wp.to(device), bs.to(device), s2.to(device)), kw, "nvfp4"
+
+
+def fp8_linear_inputs(g, device, m, n, k, dtype, scale_kind, input_scale, bias):
+    w = _weights(g, n, k)
+    if scale_kind == "tensor":
+        wq, s = f8.quantize_fp8_per_tensor(w)
+    else:
+        wq, s = f8.quantize_fp8_per_channel(w)
+        s = s.reshape(-1) if scale_kind == "channel-1d" else s
+    x = _acts(g, m, k, dtype, device)
+    kw = {"bias": torch.randn(n, generator=g).to(dtype).to(device) if bias else None}
+    if input_scale:
+        kw["input_scale"] = (x.float().abs().max() / 448 * 0.9).to(device)
+    return (x, wq.to(device), s.to(device)), kw, "fp8"
+
+
+def _routing(g, t, e, k, device):
+    # distinct experts per token, some experts unused when e > t*k
+    ids = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(t)]).to(torch.int32)
+    w = torch.rand(t, k, generator=g) + 0.05
+    return (w / w.sum(-1, keepdim=True)).to(device), ids.to(device)
+
+
+def mxfp4_moe_inputs(g, device, t, h, i, e, k, dtype, act_qdq):
+    w13p, w13s = mx.quantize_mxfp4(_weights(g, e, 2 * i, h))
+    w2p, w2s = mx.quantize_mxfp4(_weights(g, e, h, i) * 0.2)
+    tw, ids = _routing(g, t, e, k, device)
+    x = _acts(g, t, h, dtype, device)
+    args = (x, w13p.to(device), w13s.to(device), w2p.to(device), w2s.to(device), tw, ids)
+    return args, {"act_qdq": act_qdq}, "mxfp4"
+
+
+def nvfp4_moe_inputs(g, device, t, h, i, e, k, dtype):
+    def per_expert(ws):
+        q = [nv.quantize_nvfp4(w) for w in ws]
+        return (torch.stack([a[j] for a in q]).to(device) for j in range(3))
+
+    w13, w13s, w13g = per_expert(_weights(g, e, 2 * i, h))
+    w2, w2s, w2g = per_expert(_weights(g, e, h, i) * 0.2)
+    tw, ids = _routing(g, t, e, k, device)
+    x = _acts(g, t, h, dtype, device)
+    return (x, w13, w13s, w13g, w2, w2s, w2g, tw, ids), {}, "nvfp4"
+
+
+# (op, input builder, list of (id, params)) -- CPU shapes stay small (interpreted kernels)
+CPU_CASES = {
+    "mxfp4_linear": (mxfp4_linear_inputs, [
+        ("w4a16-bias", dict(m=3, n=37, k=96, dtype=torch.bfloat16, act_qdq=False, bias=True)),
+        ("w4a16-fp16-m1", dict(m=1, n=37, k=64, dtype=torch.float16, act_qdq=False, bias=False)),
+        ("w4a4", dict(m=5, n=37, k=96, dtype=torch.bfloat16, act_qdq=True, bias=False)),
+    ]),
+    "nvfp4_linear": (nvfp4_linear_inputs, [
+        ("w4a16", dict(m=3, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
+        ("w4a16-rowscale", dict(m=2, n=37, k=48, dtype=torch.float16, per_row_scale_2=True, input_scale=False, bias=False)),
+        ("w4a4", dict(m=5, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=True, bias=False)),
+    ]),
+    "fp8_linear": (fp8_linear_inputs, [
+        ("w8a16-tensor", dict(m=3, n=37, k=72, dtype=torch.bfloat16, scale_kind="tensor", input_scale=False, bias=True)),
+        ("w8a16-channel", dict(m=5, n=37, k=40, dtype=torch.float16, scale_kind="channel-2d", input_scale=False, bias=False)),
+        ("w8a8-channel", dict(m=5, n=37, k=72, dtype=torch.bfloat16, scale_kind="channel-1d", input_scale=True, bias=True)),
+        ("w8a8-tensor", dict(m=2, n=37, k=40, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=False)),
+    ]),
+    "mxfp4_moe": (mxfp4_moe_inputs, [
+        ("w4a16", dict(t=5, h=64, i=32, e=5, k=2, dtype=torch.bfloat16, act_qdq=False)),
+        ("w4a4", dict(t=3, h=64, i=32, e=4, k=2, dtype=torch.bfloat16, act_qdq=True)),
+    ]),
+    "nvfp4_moe": (nvfp4_moe_inputs, [
+        ("w4a16", dict(t=5, h=48, i=32, e=5, k=2, dtype=torch.bfloat16)),
+    ]),
+}
+
+GPU_CASES = {
+    "mxfp4_linear": (mxfp4_linear_inputs, [
+        ("w4a16-m1", dict(m=1, n=4133, k=4096, dtype=torch.bfloat16, act_qdq=False, bias=False)),
+        ("w4a16-m13", dict(m=13, n=1000, k=2880, dtype=torch.bfloat16, act_qdq=False, bias=True)),
+        ("w4a16-m300", dict(m=300, n=777, k=1024, dtype=torch.bfloat16, act_qdq=False, bias=False)),
+        ("w4a16-fp16", dict(m=7, n=515, k=512, dtype=torch.float16, act_qdq=False, bias=False)),
+        ("w4a4", dict(m=33, n=515, k=1024, dtype=torch.bfloat16, act_qdq=True, bias=False)),
+    ]),
+    "nvfp4_linear": (nvfp4_linear_inputs, [
+        ("w4a16", dict(m=9, n=1001, k=2048, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
+        ("w4a16-rowscale", dict(m=200, n=515, k=1040, dtype=torch.bfloat16, per_row_scale_2=True, input_scale=False, bias=False)),
+        ("w4a4", dict(m=17, n=515, k=1024, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=True, bias=False)),
+    ]),
+    "fp8_linear": (fp8_linear_inputs, [
+        ("w8a16-tensor", dict(m=5, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="tensor", input_scale=False, bias=True)),
+        ("w8a16-channel-m300", dict(m=300, n=777, k=1024, dtype=torch.bfloat16, scale_kind="channel-2d", input_scale=False, bias=False)),
+        ("w8a8-channel", dict(m=300, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="channel-1d", input_scale=True, bias=True)),
+        ("w8a8-tensor", dict(m=16, n=1024, k=4096, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=False)),
+    ]),
+    "mxfp4_moe": (mxfp4_moe_inputs, [
+        ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
+        ("w4a16-t300", dict(t=300, h=512, i=256, e=8, k=2, dtype=torch.bfloat16, act_qdq=False)),
+        ("w4a4", dict(t=20, h=512, i=256, e=8, k=2, dtype=torch.bfloat16, act_qdq=True)),
+    ]),
+    "nvfp4_moe": (nvfp4_moe_inputs, [
+        ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
+    ]),
+}
+
+
+# --- running one backend ---------------------------------------------------------------------------
+
+
+def _layout_args(op: str, layout: str, args: tuple) -> tuple:
+    """Weights transformed into the layout a backend consumes, through the layout ops."""
+    if layout == "plain":
+        return args
+    if layout == "aiter_shuffle" and op in ("mxfp4_linear", "mxfp4_moe"):
+        if op == "mxfp4_linear":
+            x, w, s = args
+            return (x, registry.call("aiter_shuffle_weight", w), registry.call("aiter_shuffle_scale", s))
+        x, w13, s13, w2, s2, *rest = args
+        return (x, registry.call("aiter_shuffle_weight", w13), registry.call("aiter_shuffle_scale", s13),
+                registry.call("aiter_shuffle_weight", w2), registry.call("aiter_shuffle_scale", s2), *rest)
+    if layout == "trtllm_fp4" and op == "nvfp4_moe":
+        x, w13, s13, g13, w2, s2, g2, *rest = args
+        w13, s13 = registry.call("trtllm_fp4_w13_layout", w13, s13)
+        w2, s2 = registry.call("trtllm_fp4_w2_layout", w2, s2)
+        return (x, w13, s13, g13, w2, s2, g2, *rest)
+    raise AssertionError(f"case has no transform for op {op!r} layout {layout!r}: add one")
+
+
+def _backend_or_skip(op: str, name: str, x: torch.Tensor) -> registry.Backend:
+    ctx = registry.OpContext.from_tensor(x)
+    match = [b for b in registry.backends(op) if b.name == name]
+    if not match:
+        pytest.skip(f"{op}: backend {name!r} not registered here ({registry.load_errors()})")
+    reason = match[0].check(ctx)
+    if reason is not None:
+        pytest.skip(f"{op}: backend {name!r} unavailable: {reason}")
+    return match[0]
+
+
+def _run_checked(op, backend, args, kwargs, fmt, poison=float("nan")):
+    ref = registry.select(op, registry.OpContext.from_tensor(args[0]), "torch").fn(*args, **kwargs)
+    out = torch.full_like(ref, poison)
+    got = backend.fn(*_layout_args(op, backend.layout, args), **kwargs, out=out)
+    assert got is out or got.data_ptr() == out.data_ptr(), f"{op}/{backend.name}: result is not the out= buffer"
+    return out, ref
+
+
+def check_matches_reference(op: str, name: str, params: dict, device: str, seed: int) -> None:
+    builder = (CPU_CASES if device == "cpu" else GPU_CASES)[op][0]
+    args, kwargs, fmt = builder(_gen(seed, device), device, **params)
+    backend = _backend_or_skip(op, name, args[0])
+    out, ref = _run_checked(op, backend, args, kwargs, fmt)
+    unwritten = int(torch.isnan(out).sum())
+    assert unwritten == 0, f"{op}/{name}: {unwritten} of {out.numel()} output elements never written (still NaN)"
+    assert_close_rel(out.float(), ref.float(), fmt, what=f"{op}/{name} {params}")
+
+
+def _params(table: dict, op: str) -> list:
+    return [pytest.param(name, p, id=f"{name}-{pid}") for name in BACKENDS for pid, p in table[op][1]]
+
+
+def _feat(op: str, *extra: str) -> list[str]:
+    fmt = op.split("_")[0]
+    return ["kernels", fmt, *extra] + (["moe"] if False else [])
+
+
+# --- CPU (interpreted triton) ---------------------------------------------------------------------
+
+
+@case("kernels/mxfp4-linear-matches-reference",
+      "every available mxfp4_linear backend matches the torch reference (W4A16 and W4A4) and writes every output",
+      features=["kernels", "mxfp4", "triton"])
+@pytest.mark.parametrize("name,params", _params(CPU_CASES, "mxfp4_linear"))
+def test_mxfp4_linear(interpreted_triton, name, params):
+    check_matches_reference("mxfp4_linear", name, params, "cpu", 1)
+
+
+@case("kernels/nvfp4-linear-matches-reference",
+      "every available nvfp4_linear backend matches the torch reference (scalar/per-row scale_2, W4A4) and writes every output",
+      features=["kernels", "nvfp4", "triton"])
+@pytest.mark.parametrize("name,params", _params(CPU_CASES, "nvfp4_linear"))
+def test_nvfp4_linear(interpreted_triton, name, params):
+    check_matches_reference("nvfp4_linear", name, params, "cpu", 2)
+
+
+@case("kernels/fp8-linear-matches-reference",
+      "every available fp8_linear backend matches the torch reference (per-tensor/per-channel, W8A16/W8A8) and writes every output",
+      features=["kernels", "fp8", "triton"])
+@pytest.mark.parametrize("name,params", _params(CPU_CASES, "fp8_linear"))
+def test_fp8_linear(interpreted_triton, name, params):
+    check_matches_reference("fp8_linear", name, params, "cpu", 3)
+
+
+@case("kernels/mxfp4-moe-matches-reference",
+      "every available mxfp4_moe backend matches the torch reference (routing with unused experts, W4A16 and W4A4)",
+      features=["kernels", "mxfp4", "triton"])
+@pytest.mark.parametrize("name,params", _params(CPU_CASES, "mxfp4_moe"))
+def test_mxfp4_moe(interpreted_triton, name, params):
+    check_matches_reference("mxfp4_moe", name, params, "cpu", 4)
+
+
+@case("kernels/nvfp4-moe-matches-reference",
+      "every available nvfp4_moe backend matches the torch reference (per-expert scale_2, unused experts)",
+      features=["kernels", "nvfp4", "triton"])
+@pytest.mark.parametrize("name,params", _params(CPU_CASES, "nvfp4_moe"))
+def test_nvfp4_moe(interpreted_triton, name, params):
+    check_matches_reference("nvfp4_moe", name, params, "cpu", 5)
+
+
+def _nan_scale_inputs(device):
+    g = _gen(6, device)
+    args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=37, k=96, dtype=torch.bfloat16, act_qdq=False, bias=False)
+    x, wp, ws = args
+    ws = ws.clone()
+    ws[5, 1] = 0xFF  # e8m0 NaN: row 5's second block is NaN, so output column 5 is NaN
+    ws[36, 2] = 0xFF  # and the last (tail) column
+    return (x, wp, ws), kwargs, fmt
+
+
+def check_nan_scale(name: str, device: str) -> None:
+    args, kwargs, fmt = _nan_scale_inputs(device)
+    backend = _backend_or_skip("mxfp4_linear", name, args[0])
+    out, ref = _run_checked("mxfp4_linear", backend, args, kwargs, fmt, poison=SENTINEL)
+    assert not bool((out == SENTINEL).any()), f"mxfp4_linear/{name}: output elements never written"
+    ref_nan, out_nan = torch.isnan(ref), torch.isnan(out)
+    assert ref_nan[:, 5].all() and ref_nan[:, 36].all(), "reference lost the NaN scale (test premise)"
+    assert torch.equal(out_nan, ref_nan), (
+        f"mxfp4_linear/{name}: NaN pattern differs: out NaN at columns {sorted(set(out_nan.nonzero()[:, 1].tolist()))}, "
+        f"reference at {sorted(set(ref_nan.nonzero()[:, 1].tolist()))}"
+    )
+    keep = ~ref_nan.any(0)
+    assert_close_rel(out[:, keep].float(), ref[:, keep].float(), fmt, what=f"mxfp4_linear/{name} finite columns")
+
+
+@case("kernels/mxfp4-nan-scale-propagates",
+      "an e8m0 0xFF (NaN) block scale makes exactly the outputs that use it NaN, in every backend",
+      features=["kernels", "mxfp4", "triton"])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_mxfp4_nan_scale(interpreted_triton, name):
+    check_nan_scale(name, "cpu")
+
+
+@case("kernels/triton-needs-interpret-on-cpu",
+      "on CPU the triton backends are offered only with TRITON_INTERPRET=1; a request without it names the variable",
+      features=["kernels", "triton"])
+def test_triton_gate(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if "qcert.kernels.triton.ops" in registry.load_errors():
+        pytest.skip(f"triton not importable: {registry.load_errors()['qcert.kernels.triton.ops']}")
+    x = torch.randn(2, 64)
+    ctx = registry.OpContext.from_tensor(x)
+    assert registry.select("mxfp4_linear", ctx).name == "torch"
+    with pytest.raises(registry.BackendUnavailable, match="TRITON_INTERPRET"):
+        registry.select("mxfp4_linear", ctx, "triton")
+
+
+# --- GPU ---------------------------------------------------------------------------------------------
+
+
+def _gpu_params(op: str) -> list:
+    return _params(GPU_CASES, op)
+
+
+@case("kernels/gpu-linear-matches-reference",
+      "on the GPU every available linear backend (mxfp4, nvfp4, fp8) matches the reference and writes every output",
+      features=["kernels", "mxfp4", "nvfp4", "fp8", "triton", "flashinfer", "aiter"], hardware="gpu")
+@pytest.mark.parametrize("op,name,params", [
+    pytest.param(op, *p.values, id=f"{op}-{p.id}") for op in ("mxfp4_linear", "nvfp4_linear", "fp8_linear")
+    for p in _gpu_params(op)
+])
+def test_gpu_linear(op, name, params):
+    check_matches_reference(op, name, params, "cuda", 11)
+
+
+@case("kernels/gpu-moe-matches-reference",
+      "on the GPU every available fp4 MoE backend matches the reference, consuming its layout transform's output",
+      features=["kernels", "mxfp4", "nvfp4", "triton", "flashinfer", "aiter"], hardware="gpu")
+@pytest.mark.parametrize("op,name,params", [
+    pytest.param(op, *p.values, id=f"{op}-{p.id}") for op in ("mxfp4_moe", "nvfp4_moe") for p in _gpu_params(op)
+])
+def test_gpu_moe(op, name, params):
+    check_matches_reference(op, name, params, "cuda", 12)
+
+
+@case("kernels/gpu-mxfp4-nan-scale-propagates",
+      "on the GPU an e8m0 NaN block scale makes exactly the outputs that use it NaN, in every backend",
+      features=["kernels", "mxfp4", "triton", "aiter"], hardware="gpu")
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gpu_mxfp4_nan_scale(name):
+    check_nan_scale(name, "cuda")

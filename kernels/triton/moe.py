@@ -1,0 +1,106 @@
+"""MoE with FP4 experts: routing by sorted token/expert indices, then two grouped fp4 GEMMs.
+
+Routing (host side, torch): the T*k (token, slot) pairs are sorted by expert and each expert's
+run is padded to a multiple of BLOCK_M, so every M-block of the grouped GEMM belongs to one expert
+(`block_expert`); padding entries are -1 and compute nothing. GEMM 1 gathers x rows through the
+sorted token ids against w13[e] (gate and up rows); SiLU(gate) * up is rounded to the model dtype
+(as engines materialise it) and, for W4A4, MXFP4-QDQ'd; GEMM 2 runs it against w2[e]; the
+results are weighted by topk_weights and summed per token in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import BackendUnavailable
+from ._launch import check_out
+from .act_quant import mxfp4_qdq
+from .fp4_gemm import E4M3, E8M0, fp4_gemm
+
+
+@dataclass
+class Routing:
+    sorted_slot: torch.Tensor  # [P] int64: flat index t*k+j of each padded row, -1 for padding
+    token: torch.Tensor  # [P] int32: token of each row, -1 for padding
+    block_expert: torch.Tensor  # [P // block_m] int32
+    block_m: int
+
+
+def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Routing:
+    t, k = topk_ids.shape
+    flat = topk_ids.reshape(-1).to(torch.int64)
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_experts):
+        raise ValueError(f"moe: topk_ids out of range [0, {num_experts})")
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=num_experts)
+    padded = (counts + block_m - 1) // block_m * block_m
+    start = torch.cumsum(counts, 0) - counts
+    start_padded = torch.cumsum(padded, 0) - padded
+    sorted_e = flat[order]
+    pos = start_padded[sorted_e] + torch.arange(flat.numel(), device=flat.device) - start[sorted_e]
+    p = int(padded.sum())
+    sorted_slot = torch.full((p,), -1, dtype=torch.int64, device=flat.device)
+    sorted_slot[pos] = order
+    token = torch.where(sorted_slot >= 0, sorted_slot // k, -1).to(torch.int32)
+    block_expert = torch.repeat_interleave(
+        torch.arange(num_experts, device=flat.device, dtype=torch.int32), padded // block_m
+    )
+    return Routing(sorted_slot, token, block_expert, block_m)
+
+
+def _block_m(tokens: int, device: torch.device) -> int:
+    return 16 if device.type == "cpu" or tokens <= 64 else 64
+
+
+def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_kind: int,
+            g13=None, g2=None, act_qdq: bool = False, out=None) -> torch.Tensor:
+    if x.dim() != 2 or topk_ids.shape != topk_weights.shape or topk_ids.shape[0] != x.shape[0]:
+        raise ValueError(f"fp4_moe: x {tuple(x.shape)}, topk_ids {tuple(topk_ids.shape)}, "
+                         f"topk_weights {tuple(topk_weights.shape)} must be [T, H], [T, k], [T, k]")
+    t, h = x.shape
+    e_count, two_i, _ = w13.shape
+    out = check_out(out, (t, h), x.dtype, x.device, "fp4_moe")
+    r = align_routing(topk_ids, e_count, _block_m(t * topk_ids.shape[1], x.device))
+    a = mxfp4_qdq(x) if act_qdq else x
+    p = r.token.numel()
+    gu = fp4_gemm(a, w13, w13_scale, scale_kind, m=p, a_rows=r.token, block_expert=r.block_expert,
+                  block_m=r.block_m, g=g13, out_dtype=torch.float32)
+    gate, up = gu[:, : two_i // 2], gu[:, two_i // 2:]
+    act = (F.silu(gate) * up).to(x.dtype)
+    if act_qdq:
+        act = mxfp4_qdq(act)
+    y = fp4_gemm(act, w2, w2_scale, scale_kind, block_expert=r.block_expert, block_m=r.block_m, g=g2,
+                 out_dtype=torch.float32)
+    valid = r.sorted_slot >= 0
+    slot = r.sorted_slot[valid]
+    k = topk_ids.shape[1]
+    weighted = y[valid] * topk_weights.reshape(-1)[slot].to(torch.float32).unsqueeze(-1)
+    acc = torch.zeros((t, h), dtype=torch.float32, device=x.device)
+    acc.index_add_(0, slot // k, weighted)
+    out.copy_(acc)
+    return out
+
+
+def mxfp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, act_qdq=False, out=None):
+    return fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, scale_kind=E8M0,
+                   act_qdq=act_qdq, out=out)
+
+
+def _per_expert(s, e_count: int, n: int, device) -> torch.Tensor:
+    s = torch.as_tensor(s, dtype=torch.float32, device=device).reshape(-1)
+    if s.numel() not in (1, e_count):
+        raise ValueError(f"nvfp4_moe: scale_2 has {s.numel()} values for {e_count} experts")
+    return s.expand(e_count).reshape(e_count, 1).expand(e_count, n)
+
+
+def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_weights, topk_ids,
+              w13_input_scale=None, w2_input_scale=None, out=None):
+    if w13_input_scale is not None or w2_input_scale is not None:
+        raise BackendUnavailable("nvfp4_moe", "triton", "W4A4 (activation input scales) is not implemented")
+    e_count = w13.shape[0]
+    return fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, scale_kind=E4M3,
+                   g13=_per_expert(w13_scale_2, e_count, w13.shape[1], x.device),
+                   g2=_per_expert(w2_scale_2, e_count, w2.shape[1], x.device), out=out)
