@@ -134,10 +134,17 @@ def fixtures_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--act", default="fp4", help="activation quantization for quark (fp4 or none)")
     b.add_argument("--set", action="append", default=[], metavar="KEY=INT",
                    help="size parameter, e.g. --set experts=384 --set layers=4 (repeatable)")
+    r = sub.add_parser("replica", help="write a full-size header-only replica (sparse files, no data)")
+    r.add_argument("out", help="output directory (replaced if it exists)")
+    r.add_argument("--family", required=True, help="deepseek-v3, kimi-k2.5 or glm-5")
+    r.add_argument("--format", dest="fmt", default="quark-mxfp4", help="quark-mxfp4 (default) or bf16")
+    r.add_argument("--exclude", action="append", help="exclude entry as written in the config (repeatable)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=INT", help="override a size, e.g. layers=4")
 
 
 def fixtures_cmd(ns: argparse.Namespace) -> int:
     from qcert import fixtures
+    from qcert.fixtures.replica import replica
 
     params = {}
     for item in ns.set:
@@ -146,9 +153,12 @@ def fixtures_cmd(ns: argparse.Namespace) -> int:
             raise _Usage(f"--set {item!r}: expected KEY=INTEGER")
         params[key] = int(value)
     try:
-        path = fixtures.build(ns.out, ns.family, ns.fmt, seed=ns.seed, shards=ns.shards, twin=ns.twin,
-                              exclude=ns.exclude, act=None if ns.act == "none" else ns.act, **params)
+        if ns.fixtures_command == "replica":
+            path = replica(ns.out, ns.family, ns.fmt, exclude=ns.exclude, **params)
+        else:
+            path = fixtures.build(ns.out, ns.family, ns.fmt, seed=ns.seed, shards=ns.shards, twin=ns.twin,
+                                  exclude=ns.exclude, act=None if ns.act == "none" else ns.act, **params)
     except (ValueError, TypeError) as e:
         raise _Usage(str(e)) from None
-    print(f"wrote {path}" + (f" and {path}.twin" if ns.twin else ""))
+    print(f"wrote {path}" + (f" and {path}.twin" if getattr(ns, "twin", False) else ""))
     return 0

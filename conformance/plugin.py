@@ -22,6 +22,7 @@ CASE_PROP = "qcert_case"  # on every report of a case item: the case's metadata 
 PHASE_PROP = "qcert_phase"  # on each phase report: the real outcome before any rewriting
 
 _state_key = pytest.StashKey["_State"]()
+_absent_key = pytest.StashKey[str]()  # on items whose requested hardware is missing: the failure text
 
 
 class _State:
@@ -208,7 +209,8 @@ def _prepare(state: _State, item: pytest.Item, meta: Any) -> None:
     if entry is not None:
         expected, reason, link = entry.outcome, entry.reason, entry.link
     device = hardware.describe(None)
-    if meta.hardware is not None and not hardware.satisfies(meta.hardware, state.hardware):
+    not_requested = meta.hardware is not None and not hardware.satisfies(meta.hardware, state.hardware)
+    if not_requested:
         # Not requested: a skip the run expects, whatever the expectations say.
         expected, reason, link = "skipped", f"needs {hardware.need_text(meta.hardware)}", None
     elif meta.hardware is not None and not hardware.present(meta.hardware):
@@ -219,14 +221,10 @@ def _prepare(state: _State, item: pytest.Item, meta: Any) -> None:
     elif meta.hardware is not None:
         device = hardware.describe(meta.hardware)
     if expected == "skipped":
-        by_hardware = reason.startswith("needs --hardware")
-        item.add_marker(pytest.mark.skip(reason=reason if by_hardware else f"expected skip: {reason}"))
+        item.add_marker(pytest.mark.skip(reason=reason if not_requested else f"expected skip: {reason}"))
     props = dict(meta.as_dict(), id=rid, expected=expected, reason=reason, link=link, device=device,
                  engine=state.engine_name)
     item.user_properties.append((CASE_PROP, props))
-
-
-_absent_key = pytest.StashKey[str]()
 
 
 def case_props(obj: Any) -> dict[str, Any] | None:

@@ -13,7 +13,10 @@ from qcert import fixtures
 from qcert.conformance import checkpoints as ck
 from qcert.conformance.case import case
 
-BUILTIN = [("deepseek-v3", "quark-mxfp4"), ("kimi-k2.5", "quark-mxfp4"), ("glm-5", "bf16")]
+# Built-in subjects: tiny fixtures, plus header-only replicas with real widths and expert counts
+# (4 layers keep CI fast; `qcert fixtures replica` writes the full 61-layer ones).
+BUILTIN = [("deepseek-v3", "quark-mxfp4"), ("kimi-k2.5", "quark-mxfp4"), ("glm-5", "bf16"),
+           ("deepseek-v3", "replica"), ("kimi-k2.5", "replica")]
 CPU_FORWARD_LIMIT = 2 * 1024**3  # bytes of weights a CPU forward in float32 stays practical for
 UNEXPECTED = "no engine parameter claims this tensor"
 
@@ -32,6 +35,8 @@ def pytest_generate_tests(metafunc):
 def checkpoint(request):
     if isinstance(request.param, tuple):
         family, fmt = request.param
+        if fmt == "replica":
+            return fixtures.cached_replica(family, layers=4)
         return fixtures.cached(family, fmt, layers=2, dense_layers=1, experts=4, top_k=2)
     return request.param
 

@@ -228,11 +228,6 @@ def _params(table: dict, op: str) -> list:
     return [pytest.param(name, p, id=f"{name}-{pid}") for name in BACKENDS for pid, p in table[op][1]]
 
 
-def _feat(op: str, *extra: str) -> list[str]:
-    fmt = op.split("_")[0]
-    return ["kernels", fmt, *extra] + (["moe"] if False else [])
-
-
 # --- CPU (interpreted triton) ---------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ def dequant(params, module):
 
 @case("nvfp4-formats/modelopt-ct-equivalent",
       "the same BF16 model exported as ModelOpt NVFP4 and as compressed-tensors NVFP4 loads to the same "
-      "dequantized weights, activation scales and forward (reciprocal global scales converted)",
+      "dequantized weights and activation scales (reciprocal global scales converted)",
       refs=["sglang#22204"], features=["nvfp4", "modelopt", "compressed-tensors", "llama", "deepseek-v3", "numerics"])
 @pytest.mark.parametrize("family", ["llama", "deepseek-v3"])
 def test_modelopt_ct_equivalent(engine, family):
@@ -45,7 +45,6 @@ def test_modelopt_ct_equivalent(engine, family):
         # reciprocal is off by orders of magnitude
         assert_close_rel(dequant(pc, m), dequant(pm, m), "nvfp4", what=m, bound=0.06)
         torch.testing.assert_close(pc[f"{m}.input_scale"], pm[f"{m}.input_scale"], rtol=2 ** -8, atol=0)
-    assert_close_rel(ct.forward(IDS), mo.forward(IDS), "nvfp4", bound=0.05, what="forward")
 
 
 @case("nvfp4-formats/fused-groups-share-global-scale",

@@ -7,8 +7,8 @@ matter (triton itself reads that variable only at decoration time). The variable
 the registry offers triton backends for CPU tensors only while TRITON_INTERPRET=1 (see
 `available`), because interpreted kernels are slow and exist to check kernel logic in CI.
 
-Kernels call no helper functions (the two wrappers cannot share jitted helpers), so small decode
-steps are written inline.
+Kernels get their device helpers as constexpr arguments (see Kernel), and loop over K with
+constexpr trip counts (older interpreters cannot take a runtime scalar as a range bound).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 import triton
 from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import JITFunction
 
 from ..registry import OpContext, triton_interpret_enabled
 
@@ -34,8 +35,10 @@ class Kernel:
     def __init__(self, fn: Callable, **helpers: Callable) -> None:
         self.fn = fn
         self.helpers = helpers
-        self._compiled = triton.jit(fn)
-        self._compiled_helpers = {k: triton.jit(h) for k, h in helpers.items()}
+        # JITFunction directly: triton.jit would hand back an interpreted function when
+        # TRITON_INTERPRET=1 happens to be set while this module is first imported.
+        self._compiled = JITFunction(fn)
+        self._compiled_helpers = {k: JITFunction(h) for k, h in helpers.items()}
         self._interpreted: InterpretedFunction | None = None
         self._interpreted_helpers: dict[str, InterpretedFunction] = {}
 

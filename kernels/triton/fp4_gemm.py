@@ -35,7 +35,7 @@ def _fp4_gemm(
     stride_cm,
     SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
     HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
     FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -68,9 +68,12 @@ def _fp4_gemm(
     half_k = K // 2
 
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    GROUP: tl.constexpr = 2 * BYTES_PER_SCALE
+    NSB: tl.constexpr = BLOCK_K // GROUP  # scales per row per step
+    offs_s = tl.arange(0, NSB)
     k_lo = pid_k * k_per_split
-    k_hi = tl.minimum(k_lo + k_per_split, K)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
+    for it in range(ITERS):
+        k0 = k_lo + it * BLOCK_K
         kb = k0 // 2 + offs_b  # byte index along K//2
         b_ok = kb < half_k
         # activations: even and odd columns
@@ -80,14 +83,17 @@ def _fp4_gemm(
         # weights: one byte = two codes
         w_mask = n_ok[:, None] & b_ok[None, :]
         byte = tl.load(w_base + kb[None, :], mask=w_mask, other=0).to(tl.int32)
-        # block scale of each byte
-        s_raw = tl.load(s_base + (kb // BYTES_PER_SCALE)[None, :], mask=w_mask, other=0)
+        # one scale per GROUP elements, broadcast over its bytes through a reshape
+        si = k0 // GROUP + offs_s
+        s_raw = tl.load(s_base + si[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
         if SCALE_KIND == 0:
             scale = E8M0_TO_F32(s_raw.to(tl.int32))
         else:
             scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-        w_lo = FP4_TO_F32(byte & 15) * scale
-        w_hi = FP4_TO_F32((byte >> 4) & 15) * scale
+        w_lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                          (BLOCK_N, BYTES))
+        w_hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                          (BLOCK_N, BYTES))
         if DOT_F32:
             acc = tl.dot(a_even, tl.trans(w_lo), acc, input_precision="ieee")
             acc = tl.dot(a_odd, tl.trans(w_hi), acc, input_precision="ieee")
@@ -196,7 +202,7 @@ def fp4_gemm(
         acc.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages,
     )
     if atomic:
         out = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")

@@ -25,7 +25,7 @@ def _fp8_gemm(
     M, N, K, stride_am, stride_wn, stride_cm,
     W8A8: tl.constexpr, PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, NATIVE: tl.constexpr,
     DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, E4M3_TO_F32: tl.constexpr,
+    GROUP_M: tl.constexpr, ITERS: tl.constexpr, E4M3_TO_F32: tl.constexpr,
 ):
     pid = tl.program_id(0)
     grid_m = (M + BLOCK_M - 1) // BLOCK_M
@@ -46,8 +46,8 @@ def _fp8_gemm(
     a_ptrs = a_ptr + offs_m.to(tl.int64)[:, None] * stride_am + offs_k[None, :]
     w_ptrs = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn + offs_k[None, :]
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k_ok = (k0 + offs_k) < K
+    for it in range(ITERS):
+        k_ok = (it * BLOCK_K + offs_k) < K
         if NATIVE:
             a = tl.load(a_ptrs, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
             w = tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0.0)
@@ -129,7 +129,7 @@ def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_
             a, w, ws, a_s, bias if bias is not None else ws, c,
             m, n, k, a.stride(0), w.stride(0), c.stride(0),
             W8A8=w8a8, PER_CHANNEL=per_channel, HAS_BIAS=bias is not None, NATIVE=native,
-            DOT_F32=dot_in_fp32(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm,
+            DOT_F32=dot_in_fp32(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm, ITERS=triton.cdiv(k, bk),
             num_warps=warps, num_stages=stages,
         )
     return out if out is not None else c.reshape(*lead, n)
