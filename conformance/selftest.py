@@ -45,6 +45,10 @@ def base_args(folder: Path) -> list[str]:
             "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header"]
 
 
+# Their session-end gc.collect() passes cost ~0.3 s each with torch loaded, per mutant session.
+_FAST = ["-p", "no:unraisableexception", "-p", "no:threadexception"]
+
+
 def collect(folder: Path, extra: list[str] | None = None) -> tuple[int, list[pytest.Item], str]:
     """Collect the cases quietly in-process: (pytest exit code, case items, pytest's output)."""
     grab = _Grab()
@@ -55,9 +59,30 @@ def collect(folder: Path, extra: list[str] | None = None) -> tuple[int, list[pyt
 
 
 class _Grab:
-    def __init__(self) -> None:
+    """Collects case items and the session's report; with `kills`, skips the remaining items of a
+    case once one of its items failed (they cannot change the verdict) and stops when all are killed."""
+
+    def __init__(self, kills: set[str] | None = None) -> None:
         self.items: list[pytest.Item] = []
         self.result: dict[str, Any] | None = None
+        self.kills = kills or set()
+        self.killed: set[str] = set()
+        self.session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> bool | None:
+        props = plugin.case_props(item)
+        return True if props is not None and props["case"] in self.killed else None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = plugin.case_props(report)
+        if report.failed and props is not None and props["case"] in self.kills:
+            self.killed.add(props["case"])
+            if self.killed == self.kills and self.session is not None:
+                self.session.shouldstop = "every named case failed"
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.items = [i for i in session.items if plugin.case_props(i) is not None]
@@ -92,12 +117,12 @@ def _run_one(mutant: Mutant, modules: dict[str, set[str]], folder: Path) -> Muta
         return result
     files = sorted(set().union(*(modules[c] for c in mutant.kills)))
     selection = [a for c in mutant.kills for a in ("--qcert-case", c)]
-    grab = _Grab()
+    grab = _Grab(set(mutant.kills))
     out = io.StringIO()
     start = time.perf_counter()
     try:
         with mutant.apply(), contextlib.redirect_stdout(out):
-            rc = pytest.main([*files, *base_args(folder), "--qcert-no-expectations",
+            rc = pytest.main([*files, *base_args(folder), *_FAST, "--qcert-no-expectations",
                              "--hypothesis-profile=selftest", *selection],
                              plugins=[grab])
     except MutantError as e:
@@ -105,7 +130,8 @@ def _run_one(mutant: Mutant, modules: dict[str, set[str]], folder: Path) -> Muta
         return result
     finally:
         result.seconds = time.perf_counter() - start
-    if rc not in (0, 1) or grab.result is None:
+    stopped_by_us = rc == pytest.ExitCode.INTERRUPTED and grab.killed == set(mutant.kills)
+    if (rc not in (0, 1) and not stopped_by_us) or grab.result is None:
         result.problem = f"pytest exit {int(rc)}:\n{out.getvalue()[-2000:]}"
         return result
     result.killed = {c: False for c in mutant.kills}

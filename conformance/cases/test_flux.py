@@ -155,7 +155,7 @@ def test_adaln_dequant(engine):
         expected = ck.tensor(path, f"{name}.weight").float() * ck.tensor(path, f"{name}.weight_scale").float()
         assert torch.equal(params[f"{name}.weight"], expected), name
     # Every other module is BF16 here, so the forward must equal the twin's to float32 rounding.
-    ref = engine.load(f"{twin}.twin", device="cpu", dtype="float32").forward(**_inputs(path))
+    ref = engine.load(fixtures.twin(twin), device="cpu", dtype="float32").forward(**_inputs(path))
     assert_close_rel(model.forward(**_inputs(path)), ref, "fp32", "adaln-only FP8 vs dequantized twin")
 
 
@@ -166,7 +166,7 @@ def test_fp8_forward(engine, seed):
     path = fixtures.cached("flux", FMT, twin=True, seed=seed)
     inputs = fx.inputs(fx.config(), seed=seed)
     out = engine.load(path, device="cpu", dtype="float32").forward(**inputs)
-    ref = engine.load(f"{path}.twin", device="cpu", dtype="float32").forward(**inputs)
+    ref = engine.load(fixtures.twin(path), device="cpu", dtype="float32").forward(**inputs)
     assert out.dtype == torch.float32 and out.shape == inputs["hidden_states"].shape
     assert_close_rel(out, ref, "fp8", "FP8 FLUX vs dequantized twin", bound=QDQ_BOUNDS["fp8"])
 

@@ -209,7 +209,10 @@ def _backend_or_skip(op: str, name: str, x: torch.Tensor) -> registry.Backend:
 def _run_checked(op, backend, args, kwargs, fmt, poison=float("nan")):
     ref = registry.select(op, registry.OpContext.from_tensor(args[0]), "torch").fn(*args, **kwargs)
     out = torch.full_like(ref, poison)
-    got = backend.fn(*_layout_args(op, backend.layout, args), **kwargs, out=out)
+    try:
+        got = backend.fn(*_layout_args(op, backend.layout, args), **kwargs, out=out)
+    except registry.BackendUnavailable as e:  # this argument combination is outside the backend's scope
+        pytest.skip(str(e))
     assert got is out or got.data_ptr() == out.data_ptr(), f"{op}/{backend.name}: result is not the out= buffer"
     return out, ref
 

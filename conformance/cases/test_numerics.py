@@ -18,7 +18,7 @@ FAMILIES = ["deepseek-v3", "glm-5", "kimi-k2.5"]
 def _pair(engine, family, act):
     path = fixtures.cached(family, "quark-mxfp4", twin=True, act=act, layers=2, dense_layers=1, experts=4, top_k=2)
     return (engine.load(path, device="cpu", dtype="float32"),
-            engine.load(f"{path}.twin", device="cpu", dtype="float32"))
+            engine.load(fixtures.twin(path), device="cpu", dtype="float32"))
 
 
 IDS = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(7))

@@ -70,7 +70,7 @@ def test_empty_architectures(engine, tmp_path, value):
 def test_forward_agrees(engine):
     path = fixtures.cached("deepseek-v3", "quark-mxfp4", twin=True, **TINY)
     quant = engine.load(path, device="cpu", dtype="float32")
-    plain = engine.load(f"{path}.twin", device="cpu", dtype="float32")
+    plain = engine.load(fixtures.twin(path), device="cpu", dtype="float32")
     assert _hooks(quant.report())[HOOK]["ran"] and not _hooks(plain.report())[HOOK]["ran"]
     ids = torch.randint(0, 256, (2, 7), generator=torch.Generator().manual_seed(0))
     assert_close_rel(quant.forward(ids), plain.forward(ids), "fp32", "logits with vs without the MLA hook")

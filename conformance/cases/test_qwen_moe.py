@@ -9,7 +9,6 @@ import torch
 
 from qcert import fixtures
 from qcert.conformance.case import case
-from qcert.kernels.tolerances import QDQ_BOUNDS
 
 CHECKPOINTS = [(f, fmt) for f in ("qwen2-moe", "qwen3-moe", "qwen3.5-moe") for fmt in ("bf16", "quark-mxfp4")]
 UNEXPECTED = "no engine parameter claims this tensor"
@@ -37,5 +36,5 @@ def test_mxfp4_forward_vs_twin(engine, family):
     path = fixtures.cached(family, "quark-mxfp4", twin=True, act=None)
     ids = torch.tensor([[4, 8, 15, 16, 23, 42]])
     out = engine.load(path, device="cpu", dtype="float32").forward(ids)
-    ref = engine.load(f"{path}.twin", device="cpu", dtype="float32").forward(ids)
+    ref = engine.load(fixtures.twin(path), device="cpu", dtype="float32").forward(ids)
     assert float((out - ref).norm() / ref.norm()) < 1e-4

@@ -44,6 +44,8 @@ def wants_layout(layer) -> bool:
         b = next((b for b in candidates if b.name == requested), None)
         return b is not None and b.layout == NAME and b.check(ctx) is None
     for b in candidates:  # what select() would prefer here, whatever its layout
+        if b.name == BACKEND:  # the CPU stand-in runs only when requested by name
+            continue
         if b.name != registry.REFERENCE and ctx.device_type == "cpu" and not registry.triton_interpret_enabled():
             continue
         if b.check(ctx) is None:

@@ -5,11 +5,24 @@ All decodes are exact and written from the bit layouts in kernels/fp4.py and ker
 """
 
 import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
 
 
-def maximum(a, b):
-    """Combine function for tl.reduce."""
+def rowmax(x):
+    """Max over axis 1 (compiled kernels: triton's own tl.max)."""
+    return tl.max(x, 1)
+
+
+def _maximum(a, b):
     return tl.maximum(a, b)
+
+
+_MAXIMUM_INTERPRETED = InterpretedFunction(_maximum)
+
+
+def rowmax_interpreted(x):
+    """Max over axis 1 for the interpreter, whose tl.max may be bound to compiled mode."""
+    return tl.reduce(x, 1, _MAXIMUM_INTERPRETED)
 
 
 def fp4_to_f32(code):

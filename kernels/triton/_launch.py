@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 import triton
+from triton.runtime import interpreter as _interp
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
@@ -27,18 +28,18 @@ class Kernel:
     """A kernel compiled for GPU tensors and interpreted for CPU tensors.
 
     `helpers` are plain functions the kernel receives as constexpr arguments of the same names
-    (jitted for compiled launches, interpreted for interpreted ones). That is also how kernels
-    reduce: triton's own tl.max/tl.zeros are jit functions bound at import time to one mode, so
-    kernels use tl.reduce with a helper combine function and tl.full instead.
+    (jitted for compiled launches, interpreted for interpreted ones); a (compiled, interpreted)
+    pair gives each mode its own body. Triton's own tl.max/tl.zeros are jit functions bound at
+    import time to one mode, so kernels use tl.full and a reduction helper pair instead.
     """
 
-    def __init__(self, fn: Callable, **helpers: Callable) -> None:
+    def __init__(self, fn: Callable, **helpers: Any) -> None:
         self.fn = fn
         self.helpers = helpers
         # JITFunction directly: triton.jit would hand back an interpreted function when
         # TRITON_INTERPRET=1 happens to be set while this module is first imported.
         self._compiled = JITFunction(fn)
-        self._compiled_helpers = {k: JITFunction(h) for k, h in helpers.items()}
+        self._compiled_helpers = {k: JITFunction(h[0] if isinstance(h, tuple) else h) for k, h in helpers.items()}
         self._interpreted: InterpretedFunction | None = None
         self._interpreted_helpers: dict[str, InterpretedFunction] = {}
 
@@ -46,9 +47,25 @@ class Kernel:
         if device.type == "cpu":
             if self._interpreted is None:
                 self._interpreted = InterpretedFunction(self.fn)
-                self._interpreted_helpers = {k: InterpretedFunction(h) for k, h in self.helpers.items()}
+                self._interpreted_helpers = {
+                    k: _InterpretedHelper(h[1] if isinstance(h, tuple) else h) for k, h in self.helpers.items()
+                }
             return _Launcher(self._interpreted, self._interpreted_helpers)
         return _Launcher(self._compiled, self._compiled_helpers)
+
+
+class _InterpretedHelper(InterpretedFunction):
+    """An interpreted device helper that undoes its patches of triton.language on return.
+
+    triton's own InterpretedFunction.__call__ patches the language for the interpreter and never
+    restores it; a compiled kernel launched later in the same process then fails to build."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        scope = _interp._patch_lang(self.fn)
+        try:
+            return self.rewrite()(*args, **kwargs)
+        finally:
+            scope.restore()
 
 
 class _Launcher:
@@ -60,7 +77,7 @@ class _Launcher:
         return lambda *args, **kw: launch(*args, **self.helpers, **kw)
 
 
-def kernel(fn: Callable, **helpers: Callable) -> Kernel:
+def kernel(fn: Callable, **helpers: Any) -> Kernel:
     return Kernel(fn, **helpers)
 
 

@@ -27,8 +27,8 @@ def _mxfp4_qdq(x_ptr, y_ptr, numel, NB: tl.constexpr,
     ok = offs < numel
     x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     a = tl.abs(x)
-    has_nan = tl.reduce(tl.where(x != x, 1, 0), 1, MAX)
-    amax = tl.reduce(tl.where(x != x, 0.0, a), 1, MAX)
+    has_nan = MAX(tl.where(x != x, 1, 0))
+    amax = MAX(tl.where(x != x, 0.0, a))
     # shared exponent from the bits: floor(log2 amax) + (mantissa >= 1.75) - 2, clamped to e8m0
     ab = amax.to(tl.int32, bitcast=True)
     ef = (ab >> 23) & 255
@@ -51,7 +51,7 @@ def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr,
     ok = offs < numel
     x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     s2 = tl.load(s2_ptr)
-    amax = tl.reduce(tl.abs(x), 1, MAX)
+    amax = MAX(tl.abs(x))
     raw = tl.math.div_rn(tl.math.div_rn(amax, 6.0), s2)
     bs = E4M3_ROUND(tl.minimum(tl.maximum(raw, 0.0), 448.0))
     step = bs * s2
@@ -73,8 +73,8 @@ def _fp8_quant(x_ptr, y_ptr, s_ptr, numel, BLOCK: tl.constexpr, TO_E4M3: tl.cons
     tl.store(y_ptr + offs, TO_E4M3(q).to(tl.uint8), mask=ok)
 
 
-mxfp4_qdq_kernel = kernel(_mxfp4_qdq, MAX=h.maximum, E2M1_CODE=h.e2m1_code, FP4_TO_F32=h.fp4_to_f32)
-nvfp4_qdq_kernel = kernel(_nvfp4_qdq, MAX=h.maximum, E2M1_CODE=h.e2m1_code, FP4_TO_F32=h.fp4_to_f32,
+mxfp4_qdq_kernel = kernel(_mxfp4_qdq, MAX=(h.rowmax, h.rowmax_interpreted), E2M1_CODE=h.e2m1_code, FP4_TO_F32=h.fp4_to_f32)
+nvfp4_qdq_kernel = kernel(_nvfp4_qdq, MAX=(h.rowmax, h.rowmax_interpreted), E2M1_CODE=h.e2m1_code, FP4_TO_F32=h.fp4_to_f32,
                           E4M3_ROUND=h.e4m3_round)
 fp8_quant_kernel = kernel(_fp8_quant, TO_E4M3=h.f32_to_e4m3_bits)
 

@@ -126,7 +126,7 @@ def _config(m: int, n: int, k: int, device: torch.device) -> tuple[int, int, int
         # decode-bound GEMV: many CTAs over N, split K so every SM has several in flight
         n_ctas = triton.cdiv(n, 64)
         split = 1
-        while n_ctas * split < 4 * 132 and k // (split * 2) >= 512 and split < 16:
+        while n_ctas * split < 4 * 132 and k // (split * 2) >= 512 and split < 4:
             split *= 2
         return 16, 64, 256, split, 4, 3
     if m <= 64:

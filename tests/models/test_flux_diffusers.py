@@ -30,7 +30,7 @@ def test_fp8_twin_is_diffusers_loadable(tmp_path):
     """The FP8 fixture's twin (float32, dequantized) is a plain diffusers checkpoint: the reference the
     FP8 cases compare against is diffusers' FLUX too."""
     path = fixtures.build(tmp_path / "fp8", "flux", "modelopt-fp8-diffusion", twin=True)
-    twin = f"{path}.twin"
+    twin = fixtures.twin(path)
     inputs = fx.inputs(json.loads((path / "config.json").read_text()))
     ours = loader.load(twin, device="cpu", dtype="float32").forward(**inputs)
     ref_model = diffusers.FluxTransformer2DModel.from_pretrained(twin, torch_dtype=torch.float32).eval()

@@ -30,13 +30,13 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("family", ["qwen2-moe", "qwen3-moe"])
-@pytest.mark.parametrize("fusion", ["off", "force"])
-def test_matches_transformers(family, fusion):
+def test_matches_transformers(family):
     path = fixtures.cached(family, "bf16", mlp_only_layers=(1,), layers=3, norm_topk=family == "qwen3-moe")
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
     with torch.no_grad():
         ref = hf(IDS).logits
-    assert _rel(_ours(path, fusion), ref) < 1e-5
+    assert _rel(_ours(path, "off"), ref) < 1e-5  # measured ~2.5e-7
+    assert _rel(_ours(path, "force"), ref) < 1e-5
 
 
 def test_qwen35_matches_transformers():

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Nightly on a CUDA GPU: kernel cases on the device (and interpreted), all cases, the benchmark.
+# Results land in ${QCERT_OUT:-out/nightly-cuda}.
+set -euo pipefail
+out="${QCERT_OUT:-out/nightly-cuda}"
+mkdir -p "$out"
+python -c "import torch; assert torch.cuda.is_available() and torch.version.hip is None, 'no CUDA device'"
+# GPU kernel cases in their own process: triton 3.6's interpreter leaves triton.language patched,
+# so compiled launches after interpreted ones in one process fail to build.
+python -m pytest conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
+  --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
+qcert run --hardware cuda 2>&1 | tee "$out/run.log"
+python bench/bench_kernels.py --out "$out/bench.md" 2>&1 | tee "$out/bench.log"
