@@ -62,6 +62,6 @@ def split_kv_b(model) -> None:
         kv_b = module.kv_b_proj
         w = dequantize(kv_b.scheme, dict(kv_b.named_parameters()))
         w = w.view(module.h, module.nope + module.v, -1).to(kv_b.weight.device)
-        dtype = torch.float32 if not kv_b.scheme.quantized and kv_b.weight.dtype == torch.float32 else model.model.embed_tokens.weight.dtype
+        dtype = model.model.embed_tokens.weight.dtype  # the model's compute dtype
         module.w_kc = w[:, : module.nope].to(dtype).contiguous()
         module.w_vc = w[:, module.nope:].to(dtype).contiguous()
