@@ -117,11 +117,12 @@ class QuantConfig:
         return dedupe([module, mapper.to_checkpoint(module)]) if mapper else [module]
 
     def excluded_by(self, module: str, matcher) -> str | None:
+        """The exclude entry, as written in the checkpoint, that excludes `module` (or None)."""
         for name in self.names(module):
             hit = first_match(self.exclude_entries, name, matcher)
             if hit is not None:
                 self.matched.add(hit)
-                return hit
+                return next((e for e in self.entries if hit in self._forms.get(e, ())), hit)
         return None
 
     def unmatched_exclude_entries(self) -> list[str]:
