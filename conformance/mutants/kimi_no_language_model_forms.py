@@ -18,7 +18,8 @@ MUTANT = Mutant(
     id="kimi/no-language-model-forms",
     description="exclude entries are neither mapped nor expanded to the engine's names",
     upstream="sglang#25390",
-    kills=["exclude-remap/kimi-language-model-forms", "exclude-remap/excluded-modules-unquantized"],
+    kills=["exclude-remap/kimi-language-model-forms", "exclude-remap/excluded-modules-unquantized",
+           "certify/exclude-entries-all-match", "certify/schemes-match-storage", "certify/loads-and-runs"],
     patches=[("qcert.engine.quant.base", "QuantConfig.bind", bind_raw),
              ("qcert.engine.quant.base", "QuantConfig.names", engine_name_only)],
 )

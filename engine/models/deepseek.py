@@ -207,6 +207,13 @@ class Layer(nn.Module):
         return x + self.mlp(norm(self.post_attention_layernorm, x, self.eps))
 
 
+def declare_mtp(b: Builder, c: Cfg, ctx: BuildContext) -> None:
+    """MTP layers follow the decoder layers in the checkpoint; they are listed, not loaded."""
+    for i in range(c.get("num_nextn_predict_layers", 0) or 0):
+        ctx.skipped[b.ckpt(f"model.layers.{c.num_hidden_layers + i}.")] = \
+            "MTP (multi-token prediction) layer: used for speculative decoding, not by qcert's forward"
+
+
 class DeepseekForCausalLM(nn.Module):
     family = "deepseek"
 
@@ -225,9 +232,7 @@ class DeepseekForCausalLM(nn.Module):
         rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
         self.theta = rope.get("rope_theta", c.get("rope_theta", 10000.0))
         self.max_tokens = c.get("index_topk") if c.arch == GLM else None
-        for i in range(c.get("num_nextn_predict_layers", 0) or 0):
-            ctx.skipped[b.ckpt(f"model.layers.{c.num_hidden_layers + i}.")] = \
-                "MTP (multi-token prediction) layer: used for speculative decoding, not by qcert's forward"
+        declare_mtp(b, c, ctx)
         if self.max_tokens:
             ctx.notes.append(f"GLM-5 DSA: attention is dense; this equals DSA exactly for sequences of at most "
                              f"index_topk={self.max_tokens} tokens, and longer inputs are refused")
