@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,9 @@ def _run(ns: argparse.Namespace) -> int:
 # --- selftest ---------------------------------------------------------------------------------------
 
 def _selftest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mutant", help="run only this mutant")
+    p.add_argument("--mutant", action="append", help="run only this mutant (repeatable)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes (default: 2 where there are 2 cores or more)")
     p.add_argument("--json", help="write the results as JSON here")
 
 
@@ -132,7 +135,9 @@ def _selftest(ns: argparse.Namespace) -> int:
     from qcert.conformance.mutants import MutantError
 
     try:
-        results = selftest.run(only=ns.mutant)
+        if ns.workers < 1:
+            raise UsageError(f"--workers {ns.workers}: expected 1 or more")
+        results = selftest.run(only=ns.mutant, workers=ns.workers)
     except MutantError as e:
         if ns.mutant and str(e).startswith("unknown mutant"):
             raise UsageError(str(e)) from None

@@ -1,8 +1,9 @@
 """`qcert selftest`: every mutant must make each case it names fail against the built-in engine.
 
-One process: torch and the case modules are imported once; each mutant gets its own in-process pytest
-session over just the modules holding its cases, with its patches applied around that session and
-always undone.
+Per worker process, torch and the case modules are imported once; each mutant gets its own
+in-process pytest session over just the modules holding its cases, with its patches applied around
+that session and always undone. With several workers the mutants are dealt out round-robin to
+child processes (`qcert selftest --mutant ...`) and their JSON results merged.
 """
 
 from __future__ import annotations
@@ -92,14 +93,18 @@ class _Grab:
         self.result = plugin.session_result(config)
 
 
-def run(mutants: dict[str, Mutant] | None = None, only: str | None = None,
-        folder: Path | None = None) -> list[MutantResult]:
+def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None = None,
+        folder: Path | None = None, workers: int = 1) -> list[MutantResult]:
     folder = folder or cases_dir()
     mutants = discover() if mutants is None else mutants
     if only is not None:
-        if only not in mutants:
-            raise MutantError(f"unknown mutant {only!r}; known: {', '.join(sorted(mutants))}")
-        mutants = {only: mutants[only]}
+        wanted = [only] if isinstance(only, str) else list(only)
+        for name in wanted:
+            if name not in mutants:
+                raise MutantError(f"unknown mutant {name!r}; known: {', '.join(sorted(mutants))}")
+        mutants = {name: mutants[name] for name in wanted}
+    if workers > 1 and len(mutants) > 1:
+        return _run_parallel(mutants, workers)
     rc, items, output = collect(folder, ["--qcert-no-expectations"])
     if rc not in (0, 5):
         raise MutantError(f"collecting {folder} failed (pytest exit {rc}):\n{output[-3000:]}")
@@ -139,3 +144,31 @@ def _run_one(mutant: Mutant, modules: dict[str, set[str]], folder: Path) -> Muta
         if record["outcome"] in ("failed", "error"):
             result.killed[record["case"]] = True
     return result
+
+
+def _run_parallel(mutants: dict[str, Mutant], workers: int) -> list[MutantResult]:
+    """Deal the mutants out round-robin to `workers` child selftests and merge their results."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    ids = list(mutants)
+    groups = [ids[i::workers] for i in range(workers) if ids[i::workers]]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for n, group in enumerate(groups):
+            out = Path(tmp) / f"{n}.json"
+            cmd = [sys.executable, "-m", "qcert.conformance.cli", "selftest", "--workers", "1", "--json", str(out),
+                   *[a for m in group for a in ("--mutant", m)]]
+            procs.append((group, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                        text=True)))
+        rows: dict[str, dict] = {}
+        for group, out, proc in procs:
+            log, _ = proc.communicate()
+            if out.exists():
+                rows.update({r["mutant"]: r for r in json.loads(out.read_text())})
+            for m in group:
+                rows.setdefault(m, {"killed": {}, "problem": f"worker exited {proc.returncode}:\n{log[-2000:]}",
+                                    "seconds": 0.0})
+    return [MutantResult(mutants[m], rows[m]["killed"], rows[m]["problem"], rows[m]["seconds"]) for m in ids]
