@@ -14,6 +14,7 @@ Times are triton.testing.do_bench medians (ms -> us). Speed is never asserted in
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -26,12 +27,44 @@ from qcert.kernels import mxfp4 as mx
 from qcert.kernels import nvfp4 as nv
 from qcert.kernels import ops as ref_ops
 from qcert.kernels.triton import fp4_gemm as fg
+from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
 
 
 def us(fn) -> float:
     return do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
+
+
+def graph_us(fns, repeat: int = 5, replays: int = 20) -> float:
+    """Per-call time of fns (each called once per round, `repeat` rounds) captured in one CUDA graph
+    and replayed: launch overhead out, as engines run decode steps. Median over replays."""
+    for f in fns:
+        f()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for f in fns:  # warm the caching allocator on the capture stream
+            f()
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        for _ in range(repeat):
+            for f in fns:
+                f()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3 / (repeat * len(fns)))
+    times.sort()
+    return times[len(times) // 2]
 
 
 def copy_bw() -> float:
@@ -47,60 +80,108 @@ def bf16_tflops(n=4096) -> float:
     return 2 * n**3 / (us(lambda: a @ b) * 1e-6) / 1e12
 
 
-def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
+COPIES = 4  # weight copies rotated through, so the 50 MB L2 cannot hold the weights between calls
+
+
+def _fp4_weights(kind: str, n: int, k: int):
+    """(COPIES packed weight sets, dequantized bf16 weight of the first, bytes per set)."""
     torch.manual_seed(0)
-    w = torch.randn(n, k, device="cuda")
-    if kind == "mxfp4":
-        wp, ws = mx.quantize_mxfp4(w)
-        wdq = mx.dequantize_mxfp4(wp, ws, torch.bfloat16)
-        nbytes = wp.numel() + ws.numel()
-        run = lambda x: tops.mxfp4_linear(x, wp, ws)  # noqa: E731
-        check = lambda x: ref_ops.mxfp4_linear(x, wp, ws)  # noqa: E731
-    else:
-        wp, bs, s2 = nv.quantize_nvfp4(w)
-        wdq = nv.dequantize_nvfp4(wp, bs, s2, torch.bfloat16)
-        nbytes = wp.numel() + bs.numel() + 4
-        run = lambda x: tops.nvfp4_linear(x, wp, bs, s2)  # noqa: E731
-        check = lambda x: ref_ops.nvfp4_linear(x, wp, bs, s2)  # noqa: E731
-    del w
-    rows = []
+    sets = []
+    for _ in range(COPIES):
+        w = torch.randn(n, k, device="cuda") * torch.exp(torch.randn(n, 1, device="cuda"))
+        if kind == "mxfp4":
+            wp, ws = mx.quantize_mxfp4(w)
+            sets.append((wp, ws, None))
+        else:
+            wp, bs, s2 = nv.quantize_nvfp4(w)
+            sets.append((wp, bs, s2))
+        del w
+    wp, ws, s2 = sets[0]
+    wdq = mx.dequantize_mxfp4(wp, ws, torch.bfloat16) if kind == "mxfp4" else nv.dequantize_nvfp4(wp, ws, s2, torch.bfloat16)
+    return sets, wdq, wp.numel() + ws.numel() + (4 if s2 is not None else 0)
+
+
+def _rotating(fn, sets):
+    i = [0]
+
+    def call():
+        i[0] = (i[0] + 1) % len(sets)
+        return fn(*sets[i[0]])
+    return call
+
+
+def _linear(kind, x, s, cfg=None, fast=None):
+    wp, ws, s2 = s
+    if cfg is not None:
+        kind_id = fg.E8M0 if kind == "mxfp4" else fg.E4M3
+        g = None if s2 is None else s2.to(torch.float32).reshape(-1).expand(wp.shape[0])
+        return fv.fp4_gemv(x, wp, ws, kind_id, g=g, cfg=cfg, fast=fast)
+    return tops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear(x, wp, ws, s2)
+
+
+def _ref(kind, x, s):
+    wp, ws, s2 = s
+    return ref_ops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else ref_ops.nvfp4_linear(x, wp, ws, s2)
+
+
+def _rel(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+GEMV_CFGS = [  # (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)
+    (32, 256, 1, 4, 4), (32, 256, 4, 4, 4), (32, 512, 1, 4, 3), (16, 256, 1, 4, 4), (64, 256, 1, 4, 4),
+    (64, 256, 2, 8, 3), (64, 256, 4, 4, 3), (64, 256, 4, 8, 3), (64, 512, 4, 4, 3), (128, 256, 4, 8, 3),
+    # fma=1: M = 1 on the CUDA cores (no tensor cores, no operand layout conversion)
+    (32, 256, 1, 4, 4, 1), (64, 256, 4, 4, 3, 1), (32, 512, 2, 4, 3, 1), (16, 512, 4, 4, 3, 1),
+    (16, 512, 4, 2, 3, 1), (16, 256, 4, 4, 4, 1), (32, 512, 4, 4, 3, 1), (16, 1024, 2, 4, 3, 1),
+]
+
+
+def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
+    sets, wdq, nbytes = _fp4_weights(kind, n, k)
+    rows, sweep = [], []
+    best_cfg = {}
+    for m in (1, 16):  # config sweep: what limits the kernel, and the best config per M
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        for cfg, fast in [(c, None) for c in GEMV_CFGS if m == 1 or len(c) == 5] + [(GEMV_CFGS[0], False)]:
+            try:
+                err = _rel(_linear(kind, x, sets[0], cfg, fast), _ref(kind, x, sets[0]))
+                t = graph_us([lambda s=s: _linear(kind, x, s, cfg, fast) for s in sets])
+            except Exception as e:  # a config that does not compile or fit
+                sweep.append((kind, m, cfg, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
+                print(kind, m, cfg, fast, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
+                continue
+            note = "" if fast is None else " (fp32 decode, no PTX)"
+            sweep.append((kind, m, cfg, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}{note}"))
+            print(kind, m, cfg, fast, f"{t:.1f} us", f"err {err:.1e}", flush=True)
+            if fast is None and err < 1e-2 and (m not in best_cfg or t < best_cfg[m][0]):
+                best_cfg[m] = (t, cfg)
+        print(f"{kind} M={m}: best {best_cfg.get(m)}", flush=True)
     for m in ms:
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        err = float((run(x).float() - check(x).float()).norm() / check(x).float().norm())
-        t = us(lambda: run(x))
-        t_bf16 = us(lambda: x @ wdq.t())
+        try:
+            err = _rel(_linear(kind, x, sets[1]), _ref(kind, x, sets[1]))
+            t = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
+            t_eager = us(_rotating(lambda *s: _linear(kind, x, s), sets))
+        except Exception as e:
+            print(f"{kind} GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
+            rows.append((f"{kind} GEMV M={m} N=K={k}", float("nan"), "FAILED", "", f"{type(e).__name__}", ""))
+            continue
+        t_bf16 = graph_us([lambda: x @ wdq.t()])
         moved = nbytes + x.numel() * 2 + m * n * 2
         roof = moved / bw * 1e6
+        cfg = fv.config(m, n, k, fg.E8M0 if kind == "mxfp4" else fg.E4M3, x.device)
         rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
-                     f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x)", f"{err:.1e}"))
-    return rows
-
-
-def gemv_sweep(bw: float, n=8192, k=8192):
-    """Configs of the MXFP4 GEMV kernel, to see what limits it."""
-    torch.manual_seed(0)
-    wp, ws = mx.quantize_mxfp4(torch.randn(n, k, device="cuda"))
-    out = []
-    for m in (1, 16):
-        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        for bn, bk, split, warps, stages in [(64, 256, 4, 4, 3), (64, 256, 1, 4, 3), (32, 256, 4, 4, 3),
-                                             (128, 256, 2, 8, 3), (128, 128, 4, 4, 4), (64, 128, 4, 4, 4),
-                                             (64, 128, 8, 4, 4), (128, 256, 4, 8, 4), (256, 128, 2, 8, 3),
-                                             (32, 512, 4, 4, 3)]:
-            cfg = (16, bn, bk, split, warps, stages)
-            try:
-                t = us(lambda: fg.fp4_gemm(x, wp, ws, fg.E8M0, config=cfg))
-            except Exception as e:  # a config that does not compile or fit
-                out.append((m, cfg, float("nan"), type(e).__name__))
-                continue
-            out.append((m, cfg, t, f"{(wp.numel() + ws.numel()) / (t * 1e-6) / 1e12:.2f} TB/s"))
-    return out
+                     f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
+                     f"{err:.1e}"))
+    return rows, sweep
 
 
 def fp8_rows(shapes=((4096, 4096, 4096), (8192, 8192, 8192), (2048, 8192, 28672))):
     rows = []
-    cfgs = [(128, 256, 128, 8, 8, 3), (128, 128, 128, 8, 4, 4), (128, 256, 128, 8, 8, 4), (256, 128, 128, 8, 8, 3),
-            (128, 128, 128, 8, 8, 5)]
+    cfgs = [(128, 256, 128, 8, 8, 3), (128, 256, 128, 8, 8, 4), (256, 128, 128, 8, 8, 3), (256, 128, 128, 8, 8, 4),
+            (128, 256, 128, 16, 8, 3), (128, 128, 128, 8, 4, 4), (128, 128, 128, 8, 8, 5), (256, 256, 64, 8, 8, 3),
+            (128, 256, 64, 8, 8, 4), (256, 128, 64, 8, 8, 4)]
     for m, n, k in shapes:
         torch.manual_seed(0)
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -116,6 +197,7 @@ def fp8_rows(shapes=((4096, 4096, 4096), (8192, 8192, 8192), (2048, 8192, 28672)
                 t = us(lambda: fp8_gemm(xq.to(torch.bfloat16), wq, ws, input_scale=one, config=cfg))
             except Exception:
                 continue
+            print(f"fp8 {m}x{n}x{k} {cfg}: {t:.1f} us (_scaled_mm {t_ref:.1f})", flush=True)
             if best is None or t < best[0]:
                 best = (t, cfg)
         t_full = us(lambda: tops.fp8_linear(x, wq, ws, input_scale=xs))
@@ -159,16 +241,19 @@ def main(argv=None) -> int:
     bw, tf = copy_bw(), bf16_tflops()
     lines = [f"# Kernel benchmark\n\n{head}\n", "command: `python bench/bench_kernels.py --out ...`\n",
              f"ceilings measured in this run: d2d copy {bw / 1e12:.2f} TB/s (read+write); bf16 matmul 4096^3 {tf:.0f} TFLOP/s\n",
-             "| what | time (us, median) | achieved | roofline | baseline (same run) | rel. err vs ref |",
+             "| what | time (us, median; GEMV rows: CUDA-graph replay) | achieved | roofline | baseline (same run) | rel. err vs ref |",
              "| --- | ---: | --- | --- | --- | --- |"]
-    rows = gemv_rows("mxfp4", bw) + gemv_rows("nvfp4", bw) + fp8_rows() + moe_rows()
+    mx_rows, mx_sweep = gemv_rows("mxfp4", bw)
+    nv_rows, nv_sweep = gemv_rows("nvfp4", bw)
+    only_gemv = os.environ.get("BENCH_ONLY") == "gemv"  # quick device calls while tuning the GEMV
+    rows = mx_rows + nv_rows + ([] if only_gemv else fp8_rows() + moe_rows())
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
         print(lines[-1], flush=True)
-    lines += ["", "MXFP4 GEMV kernel configs (BLOCK_M, BLOCK_N, BLOCK_K, split_k, warps, stages):", "",
-              "| M | config | us | weight bandwidth |", "| --- | --- | ---: | --- |"]
-    for m, cfg, t, note in gemv_sweep(bw):
-        lines.append(f"| {m} | {cfg} | {t:.1f} | {note} |")
+    lines += ["", "FP4 GEMV kernel configs (BLOCK_N, BLOCK_K, split_k, warps, stages), N = K = 8192:", "",
+              "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
+    for kind, m, cfg, t, note in mx_sweep + nv_sweep:
+        lines.append(f"| {kind} | {m} | {cfg} | {t:.1f} | {note} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

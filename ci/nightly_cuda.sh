@@ -5,9 +5,10 @@ set -euo pipefail
 out="${QCERT_OUT:-out/nightly-cuda}"
 mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available() and torch.version.hip is None, 'no CUDA device'"
-# GPU kernel cases in their own process: triton 3.6's interpreter leaves triton.language patched,
-# so compiled launches after interpreted ones in one process fail to build.
+# GPU kernel cases alone first (quick signal); in hardware runs the interpreted CPU kernel cases skip
+# themselves where triton < 3.9 would break compiled kernels in the same process.
 python -m pytest conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
-qcert run --hardware cuda 2>&1 | tee "$out/run.log"
+qcert run --hardware cuda --json "$out/cuda.json" --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tee "$out/run.log"
+python bench/flashinfer_fp4_probe.py 2>&1 | tee "$out/flashinfer_probe.log" || true
 python bench/bench_kernels.py --out "$out/bench.md" 2>&1 | tee "$out/bench.log"

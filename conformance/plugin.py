@@ -9,6 +9,7 @@ wherever items run (workers); each phase report carries what the controller need
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--qcert-checkpoint", dest="qcert_checkpoint", help="checkpoint directory the certify cases check")
 
 
+def _share_cores_between_workers() -> None:
+    # xdist workers share the cores: N workers each with an all-core torch pool oversubscribe them,
+    # and small ops then wait at every parallel-region barrier for a busy core (measured ~10x slower
+    # on 2 cores). An explicit OMP_NUM_THREADS wins.
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qcert_case: set by @case (do not use directly)")
+    _share_cores_between_workers()
     state = _State(config)
     config.stash[_state_key] = state
     _load_hypothesis_profile(config)

@@ -183,6 +183,17 @@ class Checkpoint:
             handle = self._handles[meta.file] = safe_open(str(self._inside(meta.file)), framework="pt")
         return handle.get_tensor(name)
 
+    def get_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) of one tensor (first dimension), reading only those bytes: lets a
+        weight update check and copy a large tensor a bounded chunk at a time."""
+        meta = self.tensors.get(name)
+        if meta is None:
+            raise CheckpointError(f"{self.path}: no tensor {name!r}")
+        handle = self._handles.get(meta.file)
+        if handle is None:
+            handle = self._handles[meta.file] = safe_open(str(self._inside(meta.file)), framework="pt")
+        return handle.get_slice(name)[start:stop]
+
     def fingerprint(self) -> str:
         """sha256 over the config files and every header: identifies a checkpoint without reading data."""
         h = hashlib.sha256()

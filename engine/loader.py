@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -18,14 +19,33 @@ from .quant.methods import dequantize
 UNEXPECTED = "no engine parameter claims this tensor"
 
 
-def read_source(ckpt: Checkpoint, tensor: str, src) -> torch.Tensor:
-    """A checkpoint tensor as the engine stores it (scale conventions applied)."""
-    t = ckpt.get(tensor)
+def _as_engine(t: torch.Tensor, src) -> torch.Tensor:
     if t.dtype == torch.float8_e8m0fnu:
         t = t.view(torch.uint8)  # e8m0 scales are kept as raw exponent bytes
     if src.convert == "reciprocal":
         t = 1.0 / t.float()
     return t
+
+
+def read_source(ckpt: Checkpoint, tensor: str, src) -> torch.Tensor:
+    """A checkpoint tensor as the engine stores it (scale conventions applied)."""
+    return _as_engine(ckpt.get(tensor), src)
+
+
+CHUNK = 1 << 18  # elements an update reads, checks and copies at a time (1 MiB as float32)
+
+
+def read_chunks(ckpt: Checkpoint, tensor: str, src):
+    """(row0, rows) chunks of one checkpoint tensor as the engine stores it, about CHUNK elements each
+    (whole rows), so an update never holds a whole large tensor or a float copy of it. Reads are
+    memory-mapped slices: file pages, not anonymous memory."""
+    meta = ckpt.tensors[tensor]
+    if len(meta.shape) == 0 or src.convert is not None:  # scalars / reciprocal global scales: tiny
+        yield 0, read_source(ckpt, tensor, src)
+        return
+    step = max(1, CHUNK // max(1, math.prod(meta.shape[1:])))
+    for r in range(0, meta.shape[0], step):
+        yield r, _as_engine(ckpt.get_rows(tensor, r, r + step), src)
 
 
 def _target(params: dict, job: Copy) -> torch.Tensor:
@@ -39,16 +59,17 @@ def _target(params: dict, job: Copy) -> torch.Tensor:
 
 def _write(ckpt: Checkpoint, params: dict, job) -> None:
     if isinstance(job, Copy):
-        value = read_source(ckpt, job.tensor, job.source)
         dst = _target(params, job)
+        if tuple(ckpt.tensors[job.tensor].shape) == tuple(dst.shape) and dst.dim():
+            for r, chunk in read_chunks(ckpt, job.tensor, job.source):  # row by row: no whole-tensor temporary
+                dst[r: r + chunk.shape[0]].copy_(chunk)
+            return
+        value = read_source(ckpt, job.tensor, job.source)
         dst.copy_(value.reshape(dst.shape).to(dst.dtype))
     else:
         parts = {p: read_source(ckpt, t, s) for (p, t), s in zip(job.tensors.items(), job.sources)}
         w = dequantize(job.scheme, parts)
         params[job.param].data.copy_(w.to(params[job.param].dtype))
-
-
-CHUNK = 1 << 20  # elements checked at a time: validation memory stays a small constant
 
 
 def _is_e8m0(src) -> bool:
@@ -57,27 +78,27 @@ def _is_e8m0(src) -> bool:
 
 def _validate(ckpt: Checkpoint, job) -> None:
     """Data checks before anything is written: weights finite; scales finite, global scales > 0,
-    block scales >= 0 (an all-zero block has scale 0); e8m0 scales not NaN (0xFF). Reads one tensor
-    at a time and converts at most CHUNK elements at a time."""
+    block scales >= 0 (an all-zero block has scale 0); e8m0 scales not NaN (0xFF). Reads one chunk
+    of one tensor at a time (read_chunks): validation memory is a small constant."""
     for tensor, src, param in _sources(job):
-        try:
-            t = read_source(ckpt, tensor, src)
-        except Exception as e:  # unreadable data (safetensors error, I/O error)
-            raise UpdateError(f"{ckpt.path}: tensor {tensor!r} cannot be read: {e}") from None
         is_scale = "scale" in src.param
         block = src.param == "weight_scale" and "F8_E4M3" in src.dtypes  # NVFP4 per-16 block scales
-        if t.dtype == torch.uint8:
-            if is_scale and _is_e8m0(src) and bool((t == 255).any()):
-                raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds NaN e8m0 scales (0xFF)")
-            continue
-        flat = t.reshape(-1)
-        for i in range(0, flat.numel(), CHUNK):
-            f = flat[i:i + CHUNK].float()
-            if not bool(torch.isfinite(f).all()):
-                raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds non-finite values (NaN or inf)")
-            if is_scale and not bool((f >= 0).all() if block else (f > 0).all()):
-                raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds scales that are not positive")
-            del f
+        try:
+            for _, t in read_chunks(ckpt, tensor, src):
+                if t.dtype == torch.uint8:
+                    if is_scale and _is_e8m0(src) and bool((t == 255).any()):
+                        raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds NaN e8m0 scales (0xFF)")
+                    continue
+                f = t.float()
+                if not bool(torch.isfinite(f).all()):
+                    raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds non-finite values (NaN or inf)")
+                if is_scale and not bool((f >= 0).all() if block else (f > 0).all()):
+                    raise UpdateError(f"{ckpt.path}: tensor {tensor!r} holds scales that are not positive")
+                del f, t
+        except UpdateError:
+            raise
+        except Exception as e:  # unreadable data (safetensors error, I/O error)
+            raise UpdateError(f"{ckpt.path}: tensor {tensor!r} cannot be read: {e}") from None
 
 
 class LoadedModel:

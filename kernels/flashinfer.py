@@ -37,7 +37,9 @@ def fp8_available(ctx: OpContext) -> "bool | str":
     return _have_flashinfer()
 
 
-def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None):
+def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None, act_dynamic=False):
+    if act_dynamic:
+        raise BackendUnavailable("fp8_linear", BACKEND, "dynamic per-token activations are not a bmm_fp8 path")
     if input_scale is None:
         raise BackendUnavailable("fp8_linear", BACKEND, "W8A16 (no input_scale) is not a bmm_fp8 path")
     ws = torch.as_tensor(w_scale, dtype=torch.float32, device=x.device)

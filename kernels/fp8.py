@@ -9,6 +9,7 @@ __all__ = [
     "broadcast_scale",
     "dequantize_fp8",
     "qdq_fp8",
+    "qdq_fp8_per_token",
     "quantize_fp8_per_channel",
     "quantize_fp8_per_tensor",
     "to_e4m3_saturating",
@@ -63,3 +64,11 @@ def qdq_fp8(x: torch.Tensor, scale) -> torch.Tensor:
     """Static activation quantize-dequantize with a given per-tensor scale, saturating at +-448."""
     s = torch.as_tensor(scale, dtype=torch.float32, device=x.device).reshape(())
     return (to_e4m3_saturating(x.to(torch.float32) / s).to(torch.float32) * s).to(x.dtype)
+
+
+def qdq_fp8_per_token(x: torch.Tensor) -> torch.Tensor:
+    """Dynamic activation quantize-dequantize, one scale per token (row amax / 448), as FP8_DYNAMIC
+    (compressed-tensors `input_activations.strategy: token, dynamic: true`) kernels compute."""
+    xf = x.to(torch.float32)
+    s = _safe(xf.abs().amax(dim=-1, keepdim=True) / E4M3_MAX)
+    return (to_e4m3_saturating(xf / s).to(torch.float32) * s).to(x.dtype)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import layouts
-from .fp8 import broadcast_scale, dequantize_fp8, qdq_fp8
+from .fp8 import dequantize_fp8, qdq_fp8, qdq_fp8_per_token
 from .mxfp4 import dequantize_mxfp4, qdq_mxfp4
 from .nvfp4 import dequantize_nvfp4, qdq_nvfp4
 from .registry import define_op
@@ -66,12 +66,17 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
     return _linear(xf, w, bias, "nvfp4_linear").to(x.dtype)
 
 
-def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None) -> torch.Tensor:
-    """w_scale scalar, [N] or [N, 1]. input_scale None: weight-only; else static activation QDQ."""
+def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, act_dynamic: bool = False) -> torch.Tensor:
+    """w_scale scalar, [N] or [N, 1]. input_scale: static activation QDQ; act_dynamic: dynamic
+    per-token activation QDQ (FP8_DYNAMIC); neither: weight-only."""
+    if act_dynamic and input_scale is not None:
+        raise ValueError("fp8_linear: act_dynamic and a static input_scale are exclusive")
     w = dequantize_fp8(w_fp8, w_scale)
     xf = x.to(torch.float32)
     if input_scale is not None:
         xf = qdq_fp8(xf, input_scale)
+    elif act_dynamic:
+        xf = qdq_fp8_per_token(xf)
     return _linear(xf, w, bias, "fp8_linear").to(x.dtype)
 
 
@@ -166,35 +171,46 @@ def nvfp4_moe(
     )
 
 
-def _fp8_w13(w13_e: torch.Tensor, s_e: torch.Tensor) -> torch.Tensor:
-    """Per-expert scale [] or per shard [2] (gate rows use s[0], up rows s[1])."""
+def _fp8_scale(s_e: torch.Tensor, rows: int, shards: int, what: str) -> torch.Tensor:
+    """One expert's fp8 weight scale as a per-row [rows, 1] (or scalar) scale. Accepted: one value
+    (per tensor), one per shard (gate/up of w13: rows split evenly), or one per row ([rows] / [rows, 1],
+    per channel as compressed-tensors FP8_DYNAMIC writes it)."""
     s_e = s_e.to(torch.float32).reshape(-1)
     if s_e.numel() == 1:
-        return dequantize_fp8(w13_e, s_e)
-    if s_e.numel() != 2:
-        raise ValueError(f"fp8_moe: w13_scale per expert must be 1 or 2 values, got {s_e.numel()}")
-    half = w13_e.shape[0] // 2
-    row_scale = torch.cat((s_e[0].expand(half), s_e[1].expand(half)))
-    return dequantize_fp8(w13_e, row_scale)
+        return s_e.reshape(())
+    if s_e.numel() == rows:
+        return s_e.reshape(rows, 1)
+    if s_e.numel() == shards:
+        return s_e.repeat_interleave(rows // shards).reshape(rows, 1)
+    raise ValueError(f"fp8_moe: {what} scale per expert must hold 1, {shards} (per shard) or {rows} (per row) "
+                     f"values, got {s_e.numel()}")
 
 
 def fp8_moe(
     x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, w13_input_scale=None, w2_input_scale=None,
+    act_dynamic: bool = False,
 ) -> torch.Tensor:
-    """fp8 experts; w13_scale [E] or [E, 2] (gate/up shards), w2_scale [E]. Input scales (scalar or
-    per expert [E]) turn on static activation QDQ."""
+    """fp8 experts; w13_scale per expert: [E] (per tensor), [E, 2] (gate/up shards) or [E, 2I] /
+    [E, 2I, 1] (per channel); w2_scale [E] or [E, H] / [E, H, 1]. Input scales (scalar or per expert
+    [E]) turn on static activation QDQ; act_dynamic on dynamic per-token QDQ (FP8_DYNAMIC)."""
+    if act_dynamic and (w13_input_scale is not None or w2_input_scale is not None):
+        raise ValueError("fp8_moe: act_dynamic and static input scales are exclusive")
 
     def qdq(scale):
+        if act_dynamic:
+            return lambda e, a: qdq_fp8_per_token(a)
         if scale is None:
             return None
         s = torch.as_tensor(scale, dtype=torch.float32)
         return lambda e, a: qdq_fp8(a, s.reshape(()) if s.numel() == 1 else s.reshape(-1)[e])
 
-    return _moe_reference(
-        x, topk_weights, topk_ids, w13.shape[0],
-        lambda e: (_fp8_w13(w13[e], w13_scale[e]), dequantize_fp8(w2[e], broadcast_scale(w2_scale[e], 2))),
-        qdq(w13_input_scale), qdq(w2_input_scale), "fp8_moe",
-    )
+    def expert(e):
+        a = dequantize_fp8(w13[e], _fp8_scale(w13_scale[e], w13.shape[1], 2, "w13"))
+        b = dequantize_fp8(w2[e], _fp8_scale(w2_scale[e], w2.shape[1], 1, "w2"))
+        return a, b
+
+    return _moe_reference(x, topk_weights, topk_ids, w13.shape[0], expert, qdq(w13_input_scale),
+                          qdq(w2_input_scale), "fp8_moe")
 
 
 # --- registration ---------------------------------------------------------------------------------

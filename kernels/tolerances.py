@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["QDQ_BOUNDS", "TOLERANCES", "assert_close_rel", "fmt_of", "rel_error"]
+__all__ = ["ACT_QDQ_FLOOR", "ACT_QDQ_FORWARD_BOUNDS", "QDQ_BOUNDS", "TOLERANCES", "assert_close_rel", "fmt_of",
+           "rel_error"]
 
 TOLERANCES: dict[str, float] = {
     "fp32": 1e-5,
@@ -33,6 +34,16 @@ QDQ_BOUNDS: dict[str, float] = {
     "nvfp4": 0.11,
     "mxfp4": 0.13,
 }
+
+# Logits of a checkpoint that quantizes activations (W4A4 / W8A8, static or dynamic) vs its float twin
+# (same dequantized weights, activations unquantized): activation rounding alone through a tiny
+# fixture's few layers. Measured (MoE experts only quantized, 2 layers): nvfp4 0.08-0.11, fp8 per-token
+# 0.02-0.06; whole tiny models: nvfp4 0.20-0.27, fp8 0.04-0.09, mxfp4 0.30-0.42 (numerics cases).
+# Wrong nibble order / scale / lost reciprocal measure > 1.
+ACT_QDQ_FORWARD_BOUNDS: dict[str, float] = {"nvfp4": 0.4, "fp8": 0.15, "mxfp4": 0.6}
+# The other side: weight-only paths match the twin to ~1e-6, so an error below this floor means the
+# activations were NOT quantized (input scales ignored, dynamic quantization skipped).
+ACT_QDQ_FLOOR = 1e-3
 
 _DTYPE_FMT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float8_e4m3fn: "fp8"}
 

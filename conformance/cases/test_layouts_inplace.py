@@ -77,5 +77,6 @@ def test_update_rewrites_layout(engine):
 def test_unusable_layout(engine, expected_error):
     model = engine.load(fixtures.cached("deepseek-v3", "modelopt-nvfp4", moe_inter=32), **TRTLLM)
     assert model.report()["transforms"] == []
-    with expected_error:
+    with expected_error as err:
         model.forward(IDS)
+    assert "trtllm" in str(err.value), f"the error does not name the layout: {err.value}"

@@ -59,3 +59,25 @@ def test_fused_share_scale(engine, family, fmt):
     for n in fused:
         s = params[n]
         assert torch.equal(s, s[..., :1].expand_as(s)), f"{n}: shards have different global scales {s.tolist()}"
+
+
+@case("nvfp4-formats/expert-global-scales-disagree-refused",
+      "an NVFP4 MoE checkpoint whose expert gate/up carry different global scales (the kernel takes one per "
+      "expert) is refused with an error naming the expert's modules, never dequantized with the wrong scale",
+      refs=["sglang#22204"], features=["nvfp4", "modelopt", "deepseek-v3", "bad-input"],
+      raises=(ValueError, "global scales"))
+def test_expert_scales_disagree(engine, expected_error, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(fixtures.cached("deepseek-v3", "modelopt-nvfp4", experts=4), bad)
+    f = bad / "model.safetensors"
+    t = load_file(str(f))
+    up = "model.layers.1.mlp.experts.2.up_proj"
+    t[f"{up}.weight_scale_2"] = t[f"{up}.weight_scale_2"] * 2  # up's values now dequantize 2x too large
+    save_file(t, str(f), metadata={"format": "pt"})
+    with expected_error as err:
+        engine.load(bad).forward(IDS)
+    assert up in str(err.value), str(err.value)

@@ -15,13 +15,16 @@ from qcert.conformance.case import case
 
 IDS = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
 TRTLLM = {"backends": {"nvfp4_moe": "torch_trtllm"}}
-CASES = [  # (family, format, engine args)
+CASES = [  # (family, format, engine args); the layout one first: mutants stop at their first failure
+    ("deepseek-v3", "ct-nvfp4", TRTLLM),
     ("llama", "bf16", {}),
     ("llama", "ct-mxfp4", {}),
     ("llama", "modelopt-nvfp4", {}),
     ("llama", "modelopt-fp8", {}),
-    ("deepseek-v3", "ct-nvfp4", TRTLLM),
     ("deepseek-v3", "modelopt-fp8", {}),
+    ("deepseek-v3", "ct-fp8-dynamic", {}),  # per-channel expert scales [E, rows, 1]
+    ("qwen3-moe", "ct-fp8-dynamic", {}),
+    ("qwen3-moe", "ct-nvfp4", {}),
 ]
 
 
@@ -37,7 +40,7 @@ def snapshot(model) -> dict:
       "after update_weights_from_disk every parameter equals a fresh load of the new checkpoint bit for bit, "
       "in the same Parameter objects and storages, and forward equals the fresh model's",
       refs=["sglang#22204"], features=["weight-update", "layouts", "bf16", "mxfp4", "nvfp4", "fp8", "llama",
-                                       "deepseek-v3", "modelopt", "compressed-tensors"])
+                                       "deepseek-v3", "qwen-moe", "modelopt", "compressed-tensors"])
 @pytest.mark.parametrize("family,fmt,kw", CASES, ids=[f"{f}-{m}" for f, m, _ in CASES])
 def test_update_equals_fresh(engine, family, fmt, kw):
     old, new = fixtures.cached(family, fmt), fixtures.cached(family, fmt, seed=1)

@@ -26,8 +26,9 @@ def _load_all() -> None:
 
 
 def families() -> list:
+    """Every registered family, in a fixed order (by name), whatever order they were imported in."""
     _load_all()
-    return list(_FAMILIES)
+    return sorted(_FAMILIES, key=lambda f: f.name)
 
 
 def find_family(config: dict, origin: str = "config.json"):
@@ -50,6 +51,60 @@ def find_family(config: dict, origin: str = "config.json"):
             f"is not one qcert knows; known architectures: {', '.join(known)}"
         )
     raise CheckpointError(f"{origin}: architecture {archs[0]!r} is not supported; known: {', '.join(known)}")
+
+
+class Family:
+    """Defaults every model family shares. A subclass sets `name`, `architectures`, `model_types`,
+    `PACKED` (its fused modules), optionally `BY_MODEL_TYPE` and `WRAPPERS` (architectures whose text
+    model lives under a prefix with its config in `text_config`), and implements `create`."""
+
+    name = ""
+    architectures: tuple[str, ...] = ()
+    model_types: tuple[str, ...] = ()
+    PACKED: tuple = ()
+    BY_MODEL_TYPE: dict[str, str] = {}
+    WRAPPERS: dict[str, tuple[str, str]] = {}  # architecture -> (checkpoint prefix, engine prefix)
+
+    @classmethod
+    def packed_modules(cls) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in cls.PACKED}  # a fresh mapping per load, never class state
+
+    @classmethod
+    def architecture(cls, config: dict) -> str:
+        archs = config.get("architectures") or []
+        if archs and archs[0] in cls.architectures:
+            return archs[0]
+        key = config.get("model_type") or config.get("_class_name")
+        return cls.BY_MODEL_TYPE.get(key, cls.architectures[0])
+
+    @classmethod
+    def text_config(cls, config: dict) -> dict:
+        arch = cls.architecture(config)
+        if arch not in cls.WRAPPERS:
+            return config
+        tc = config.get("text_config")
+        if not isinstance(tc, dict):
+            raise CheckpointError(f"config.json: {arch} needs an object 'text_config'")
+        return tc
+
+    @classmethod
+    def mapper(cls, config: dict):
+        from ..quant.base import NameMapper
+
+        wrapped = cls.WRAPPERS.get(cls.architecture(config))
+        return NameMapper([wrapped] if wrapped else [])
+
+    @classmethod
+    def build(cls, config: dict, qc, args, ctx: "BuildContext"):
+        from .common import Builder, Cfg
+
+        arch = cls.architecture(config)
+        b = Builder(qc, cls.mapper(config), ctx, args.dtype)
+        return cls.create(b, Cfg(cls.text_config(config), arch), config, args, ctx)
+
+    @classmethod
+    def create(cls, b, c, config: dict, args, ctx: "BuildContext"):
+        raise NotImplementedError
 
 
 @dataclass

@@ -7,12 +7,28 @@ import math
 import torch
 from torch import nn
 
-from ..errors import QuantConfigError
+from ..errors import CheckpointError, QuantConfigError
 from ..fusion import Fusion
 from ..layers import PlainLinear, QLinear, Weight, rms_norm
 from ..quant.base import NameMapper, QuantConfig, Resolution
 from ..quant.methods import call_op
 from . import BuildContext
+
+
+class Cfg:
+    """A model config's fields as attributes; a missing field is an error naming it and the model."""
+
+    def __init__(self, raw: dict, arch: str):
+        self.raw, self.arch = raw, arch
+
+    def __getattr__(self, key):
+        try:
+            return self.raw[key]
+        except KeyError:
+            raise CheckpointError(f"config.json: field {key!r} is missing (needed by {self.arch})") from None
+
+    def get(self, key, default=None):
+        return self.raw.get(key, default)
 
 
 class Builder:
@@ -96,7 +112,15 @@ def run_experts(owner: nn.Module, w13: QLinear, w2: QLinear, x: torch.Tensor, we
         from ..quant import nvfp4_layout
 
         return nvfp4_layout.moe_forward(w13, w2, x, weights, ids)
-    return call_op(owner, op, x, w13.weight, w13.weight_scale, w2.weight, w2.weight_scale.reshape(-1), weights, ids)
+    # fp8: scales per tensor [E, shards] or per channel [E, rows, 1] (the op takes both); activations
+    # static (one input scale for all experts: the max, as sglang; activations are quantized before
+    # dispatch), dynamic per token (FP8_DYNAMIC), or none
+    act = {}
+    if s.activation == "fp8":
+        act = {"w13_input_scale": w13.input_scale.max(), "w2_input_scale": w2.input_scale.max()}
+    elif s.activation == "fp8_dynamic":
+        act = {"act_dynamic": True}
+    return call_op(owner, op, x, w13.weight, w13.weight_scale, w2.weight, w2.weight_scale, weights, ids, **act)
 
 
 def grouped_topk(logits: torch.Tensor, bias: torch.Tensor | None, top_k: int, n_group: int, topk_group: int,

@@ -13,10 +13,9 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .. import fusion  # looked up at call time so mutants can patch it
-from ..quant.base import NameMapper
 from ..quant.scheme import UNQUANTIZED
-from . import BuildContext, register
-from .common import (MLP, Builder, causal_attention, grouped_topk, norm, rope_cos_sin, rope_half,
+from . import BuildContext, Family, register
+from .common import (MLP, Builder, Cfg, causal_attention, grouped_topk, norm, rope_cos_sin, rope_half,
                      rope_interleaved, run_experts, yarn_mscale)
 
 PACKED = (
@@ -30,67 +29,30 @@ ARCH_BY_MODEL_TYPE = {"deepseek_v3": DSV3, "glm_moe_dsa": GLM, "kimi_k25": KIMI}
 
 
 @register
-class DeepseekFamily:
+class DeepseekFamily(Family):
     name = "deepseek"
     architectures = (DSV3, GLM, KIMI)
     model_types = tuple(ARCH_BY_MODEL_TYPE)
+    PACKED = PACKED
+    BY_MODEL_TYPE = ARCH_BY_MODEL_TYPE
+    # Kimi-K2.5 keeps the text model under `language_model.`; the engine's text model is unprefixed.
+    WRAPPERS = {KIMI: ("language_model.", "")}
 
-    @staticmethod
-    def packed_modules() -> dict[str, list[str]]:
-        return {k: list(v) for k, v in PACKED}  # a fresh mapping per load
-
-    @staticmethod
-    def architecture(config: dict) -> str:
-        archs = config.get("architectures") or []
-        return archs[0] if archs and archs[0] in DeepseekFamily.architectures else ARCH_BY_MODEL_TYPE[config["model_type"]]
-
-    @staticmethod
-    def text_config(config: dict) -> dict:
-        if DeepseekFamily.architecture(config) == KIMI:
-            tc = config.get("text_config")
-            if not isinstance(tc, dict):
-                raise CheckpointError("config.json: KimiK25ForConditionalGeneration needs an object 'text_config'")
-            return tc
-        return config
-
-    @staticmethod
-    def mapper(config: dict) -> NameMapper:
-        # Kimi-K2.5 keeps the text model under `language_model.`; the engine's text model is unprefixed.
-        return NameMapper([("language_model.", "")] if DeepseekFamily.architecture(config) == KIMI else [])
-
-    @staticmethod
-    def build(config: dict, qc, args, ctx: BuildContext) -> "DeepseekForCausalLM":
-        arch = DeepseekFamily.architecture(config)
-        b = Builder(qc, DeepseekFamily.mapper(config), ctx, args.dtype)
-        tc = DeepseekFamily.text_config(config)
-        model = DeepseekForCausalLM(b, Cfg(tc, arch), config.get("architectures"), args, ctx)
-        if arch == KIMI:
+    @classmethod
+    def create(cls, b: Builder, c: Cfg, config: dict, args, ctx: BuildContext) -> "DeepseekForCausalLM":
+        model = DeepseekForCausalLM(b, c, config.get("architectures"), args, ctx)
+        if c.arch == KIMI:
             for prefix, what in (("vision_tower.", "vision tower"), ("mm_projector.", "multimodal projector")):
                 ctx.skipped[prefix] = f"{what}: qcert certifies the text path of multimodal wrappers"
         return model
 
 
-class Cfg:
-    """The text config fields the model uses, with a clear error for a missing one."""
-
-    def __init__(self, tc: dict, arch: str):
-        self.raw, self.arch = tc, arch
-
-    def __getattr__(self, key):
-        try:
-            return self.raw[key]
-        except KeyError:
-            raise CheckpointError(f"config.json: field {key!r} is missing (needed by {self.arch})") from None
-
-    def get(self, key, default=None):
-        return self.raw.get(key, default)
-
-    def is_moe_layer(self, i: int) -> bool:
-        types = self.get("mlp_layer_types")
-        if types:
-            return types[i] == "sparse"
-        return self.get("n_routed_experts") and i >= self.get("first_k_dense_replace", 0) and \
-            i % self.get("moe_layer_freq", 1) == 0
+def is_moe_layer(c: Cfg, i: int) -> bool:
+    types = c.get("mlp_layer_types")
+    if types:
+        return types[i] == "sparse"
+    return bool(c.get("n_routed_experts")) and i >= c.get("first_k_dense_replace", 0) and \
+        i % c.get("moe_layer_freq", 1) == 0
 
 
 class Attention(nn.Module):
@@ -199,7 +161,7 @@ class Layer(nn.Module):
         self.input_layernorm = b.weight(f"{p}.input_layernorm", (c.hidden_size,), kind="norm")
         self.self_attn = Attention(b, f"{p}.self_attn", c, i)
         self.post_attention_layernorm = b.weight(f"{p}.post_attention_layernorm", (c.hidden_size,), kind="norm")
-        moe = c.is_moe_layer(i)
+        moe = is_moe_layer(c, i)
         self.mlp = MoE(b, f"{p}.mlp", c, fuse_shared) if moe else MLP(b, f"{p}.mlp", c.hidden_size, c.intermediate_size)
 
     def forward(self, x, cos, sin):
@@ -240,7 +202,7 @@ class DeepseekForCausalLM(nn.Module):
     @staticmethod
     def _fusion(b: Builder, c: Cfg, architectures, args):
         n_shared = c.get("n_shared_experts") or 0
-        moe_layers = [i for i in range(c.num_hidden_layers) if c.is_moe_layer(i)]
+        moe_layers = [i for i in range(c.num_hidden_layers) if is_moe_layer(c, i)]
         if not moe_layers or not n_shared:
             return fusion.Fusion(0, "no shared experts in this model")
         # Compare schemes layer by layer; the first layer where they differ decides (else the first).

@@ -20,8 +20,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..layers import rms_norm
-from ..quant.base import NameMapper
-from . import BuildContext, register
+from . import BuildContext, Family, register
 from .common import Builder
 
 ARCH = "FluxTransformer2DModel"
@@ -29,35 +28,20 @@ TIME_CHANNELS = 256  # diffusers' Timesteps(num_channels=256)
 
 
 @register
-class FluxFamily:
+class FluxFamily(Family):
     name = "flux"
     architectures = (ARCH,)
     model_types = (ARCH,)  # matched against config `_class_name`
+    PACKED = ()  # no fused modules (see module docstring)
 
-    @staticmethod
-    def packed_modules() -> dict[str, list[str]]:
-        return {}  # no fused modules (see module docstring); a fresh dict per load
-
-    @staticmethod
-    def architecture(config: dict) -> str:
-        return ARCH
-
-    @staticmethod
-    def text_config(config: dict) -> dict:
-        return config
-
-    @staticmethod
-    def mapper(config: dict) -> NameMapper:
-        return NameMapper([])
-
-    @staticmethod
-    def build(config: dict, qc, args, ctx: BuildContext) -> "FluxTransformer":
-        b = Builder(qc, FluxFamily.mapper(config), ctx, args.dtype)
+    @classmethod
+    def build(cls, config: dict, qc, args, ctx: BuildContext) -> "FluxTransformer":
+        b = Builder(qc, cls.mapper(config), ctx, args.dtype)
         ctx.notes.append("FLUX: q/k/v projections are not fused; each keeps its own weight_scale and input_scale")
-        return FluxTransformer(b, Cfg(config))
+        return FluxTransformer(b, FluxConfig(config))
 
 
-class Cfg:
+class FluxConfig:
     def __init__(self, raw: dict):
         self.raw = raw
         get = self._get
@@ -137,7 +121,7 @@ class MLPEmbedder(nn.Module):
 
 
 class TimeTextEmbed(nn.Module):
-    def __init__(self, b: Builder, c: Cfg):
+    def __init__(self, b: Builder, c: FluxConfig):
         super().__init__()
         p = "time_text_embed"
         self.timestep_embedder = MLPEmbedder(b, f"{p}.timestep_embedder", TIME_CHANNELS, c.dim)
@@ -171,7 +155,7 @@ def modulate(x, shift, scale):
 class Attention(nn.Module):
     """Joint attention: image q/k/v (+ context add_*_proj in double blocks), RMS q/k norms, rope."""
 
-    def __init__(self, b: Builder, p: str, c: Cfg, joint: bool):
+    def __init__(self, b: Builder, p: str, c: FluxConfig, joint: bool):
         super().__init__()
         d, self.hd, self.eps = c.dim, c.head_dim, 1e-6
         for n in ("to_q", "to_k", "to_v"):
@@ -219,7 +203,7 @@ class FeedForward(nn.Module):
 
 
 class DoubleBlock(nn.Module):
-    def __init__(self, b: Builder, i: int, c: Cfg):
+    def __init__(self, b: Builder, i: int, c: FluxConfig):
         super().__init__()
         p = f"transformer_blocks.{i}"
         self.norm1 = AdaNorm(b, f"{p}.norm1", c.dim, 6)
@@ -240,7 +224,7 @@ class DoubleBlock(nn.Module):
 
 
 class SingleBlock(nn.Module):
-    def __init__(self, b: Builder, i: int, c: Cfg):
+    def __init__(self, b: Builder, i: int, c: FluxConfig):
         super().__init__()
         p = f"single_transformer_blocks.{i}"
         self.norm = AdaNorm(b, f"{p}.norm", c.dim, 3)
@@ -258,7 +242,7 @@ class SingleBlock(nn.Module):
 class FluxTransformer(nn.Module):
     family = "flux"
 
-    def __init__(self, b: Builder, c: Cfg):
+    def __init__(self, b: Builder, c: FluxConfig):
         super().__init__()
         self.cfg = c
         self.x_embedder = b.linear("x_embedder", c.in_channels, [c.dim], bias=True)

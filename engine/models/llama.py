@@ -7,54 +7,23 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..quant.base import NameMapper
-from . import BuildContext, register
-from .common import MLP, Builder, causal_attention, norm, rope_cos_sin, rope_half
+from . import BuildContext, Family, register
+from .common import MLP, Builder, Cfg, causal_attention, norm, rope_cos_sin, rope_half
 
 PACKED = (("qkv_proj", ("q_proj", "k_proj", "v_proj")), ("gate_up_proj", ("gate_proj", "up_proj")))
 ARCH = "LlamaForCausalLM"
 
 
 @register
-class LlamaFamily:
+class LlamaFamily(Family):
     name = "llama"
     architectures = (ARCH,)
     model_types = ("llama",)
+    PACKED = PACKED
 
-    @staticmethod
-    def packed_modules() -> dict[str, list[str]]:
-        return {k: list(v) for k, v in PACKED}
-
-    @staticmethod
-    def architecture(config: dict) -> str:
-        return ARCH
-
-    @staticmethod
-    def text_config(config: dict) -> dict:
-        return config
-
-    @staticmethod
-    def mapper(config: dict) -> NameMapper:
-        return NameMapper([])
-
-    @staticmethod
-    def build(config: dict, qc, args, ctx: BuildContext) -> "LlamaForCausalLM":
-        b = Builder(qc, LlamaFamily.mapper(config), ctx, args.dtype)
-        return LlamaForCausalLM(b, Cfg(config))
-
-
-class Cfg:
-    def __init__(self, raw: dict):
-        self.raw = raw
-
-    def __getattr__(self, key):
-        try:
-            return self.raw[key]
-        except KeyError:
-            raise CheckpointError(f"config.json: field {key!r} is missing (needed by {ARCH})") from None
-
-    def get(self, key, default=None):
-        return self.raw.get(key, default)
+    @classmethod
+    def create(cls, b: Builder, c: Cfg, config: dict, args, ctx: BuildContext) -> "LlamaForCausalLM":
+        return LlamaForCausalLM(b, c)
 
 
 class Attention(nn.Module):

@@ -21,55 +21,34 @@ from torch import nn
 from .. import fusion  # looked up at call time so mutants can patch it
 from ..errors import CheckpointError
 from ..layers import rms_norm
-from ..quant.base import NameMapper
-from . import BuildContext, register
-from .common import MLP, Builder, causal_attention, rope_cos_sin, rope_half, run_experts
-from .deepseek import Cfg
+from . import BuildContext, Family, register
+from .common import MLP, Builder, Cfg, causal_attention, rope_cos_sin, rope_half, run_experts
 
 QWEN2, QWEN3, QWEN35 = "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"
 ARCH_BY_MODEL_TYPE = {"qwen2_moe": QWEN2, "qwen3_moe": QWEN3, "qwen3_5_moe": QWEN35}
 PACKED = (("qkv_proj", ("q_proj", "k_proj", "v_proj")), ("gate_up_proj", ("gate_proj", "up_proj")))
+# Qwen3.5 checkpoint prefixes the text path does not load, listed in the report with their reason.
+QWEN35_SKIPPED = {
+    "model.visual.": "vision tower: qcert certifies the text path of multimodal wrappers",
+    "mtp.": "MTP (multi-token prediction) layers: used for speculative decoding, not by qcert's forward",
+}
 
 
 @register
-class QwenMoeFamily:
+class QwenMoeFamily(Family):
     name = "qwen_moe"
     architectures = (QWEN2, QWEN3, QWEN35)
     model_types = tuple(ARCH_BY_MODEL_TYPE)
+    PACKED = PACKED
+    BY_MODEL_TYPE = ARCH_BY_MODEL_TYPE
+    # Qwen3.5 keeps the text model under `model.language_model.`; engine names are `model.*`.
+    WRAPPERS = {QWEN35: ("model.language_model.", "model.")}
 
-    @staticmethod
-    def packed_modules() -> dict[str, list[str]]:
-        return {k: list(v) for k, v in PACKED}  # a fresh mapping per load
-
-    @staticmethod
-    def architecture(config: dict) -> str:
-        archs = config.get("architectures") or []
-        if archs and archs[0] in QwenMoeFamily.architectures:
-            return archs[0]
-        return ARCH_BY_MODEL_TYPE[config["model_type"]]
-
-    @staticmethod
-    def text_config(config: dict) -> dict:
-        if QwenMoeFamily.architecture(config) != QWEN35:
-            return config
-        tc = config.get("text_config")
-        if not isinstance(tc, dict):
-            raise CheckpointError(f"config.json: {QWEN35} needs an object 'text_config'")
-        return tc
-
-    @staticmethod
-    def mapper(config: dict) -> NameMapper:
-        # Qwen3.5 keeps the text model under `model.language_model.`; engine names are `model.*`.
-        return NameMapper([("model.language_model.", "model.")] if QwenMoeFamily.architecture(config) == QWEN35 else [])
-
-    @staticmethod
-    def build(config: dict, qc, args, ctx: BuildContext) -> "QwenMoeForCausalLM":
-        arch = QwenMoeFamily.architecture(config)
-        b = Builder(qc, QwenMoeFamily.mapper(config), ctx, args.dtype)
-        model = QwenMoeForCausalLM(b, Cfg(QwenMoeFamily.text_config(config), arch), args, ctx)
-        if arch == QWEN35:
-            ctx.skipped["model.visual."] = "vision tower: qcert certifies the text path of multimodal wrappers"
-            ctx.skipped["mtp."] = "MTP (multi-token prediction) layers: used for speculative decoding, not by qcert's forward"
+    @classmethod
+    def create(cls, b: Builder, c: Cfg, config: dict, args, ctx: BuildContext) -> "QwenMoeForCausalLM":
+        model = QwenMoeForCausalLM(b, c, args, ctx)
+        if c.arch == QWEN35:
+            ctx.skipped.update(QWEN35_SKIPPED)
         return model
 
 
@@ -171,6 +150,18 @@ class GatedDeltaNet(nn.Module):
         return self.out_proj(normed.to(x.dtype).reshape(bsz, t, -1))
 
 
+# Module-level so mutants can patch them (looked up at call time).
+def shared_gate(logits: torch.Tensor) -> torch.Tensor:
+    """The shared expert's per-token weight: sigmoid of its scalar gate, in float32."""
+    return torch.sigmoid(logits.float())
+
+
+def fused_slot_weight(shared_w: torch.Tensor) -> torch.Tensor:
+    """Weight of the fused shared-expert slot: the same gate the unfused path multiplies by (not
+    DeepSeek's constant 1: Qwen's shared expert is gated)."""
+    return shared_w
+
+
 class MoE(nn.Module):
     def __init__(self, b: Builder, p: str, c: Cfg, fuse_shared: bool):
         super().__init__()
@@ -192,11 +183,11 @@ class MoE(nn.Module):
         weights, ids = probs.topk(self.top_k, dim=-1)
         if self.norm_topk:
             weights = weights / weights.sum(-1, keepdim=True)
-        shared_w = None if self.shared_expert_gate is None else torch.sigmoid(self.shared_expert_gate(flat).float())
+        shared_w = None if self.shared_expert_gate is None else shared_gate(self.shared_expert_gate(flat))
         if self.fused:
             # The shared expert is slot n_routed, always selected, weighted by its per-token gate.
             ids = torch.cat([ids, torch.full_like(ids[:, :1], self.n_routed)], dim=1)
-            weights = torch.cat([weights, shared_w], dim=1)
+            weights = torch.cat([weights, fused_slot_weight(shared_w)], dim=1)
         out = run_experts(self, self.experts_w13, self.experts_w2, flat, weights.to(flat.dtype), ids)
         if self.shared_expert is not None:
             out = out + (shared_w * self.shared_expert(flat).float()).to(out.dtype)

@@ -75,8 +75,8 @@ class CompressedTensorsConfig(QuantConfig):
         if bits == 4 and a.get("group_size") == 32:
             return "mxfp4"
         if bits == 8:
-            # FP8_DYNAMIC computes per-token scales at run time; qcert runs those layers weight-only.
-            return None if dyn is True else "fp8"
+            # FP8_DYNAMIC: per-token scales computed at run time (no input_scale tensor)
+            return "fp8_dynamic" if dyn is True else "fp8"
         raise QuantConfigError(f"{self.origin}: {where}.input_activations (num_bits={bits!r}) is not supported")
 
     def _resolve_one(self, module: str) -> Resolution:

@@ -43,6 +43,8 @@ def linear_forward(layer, x: torch.Tensor) -> torch.Tensor:
     # fp8: per-tensor scales of fused shards become per-row scales (shards keep their own scale)
     w_scale = layer.weight_scale.float().reshape(-1) if s.strategy == "channel" else per_row(layer, layer.weight_scale)
     input_scale = layer.input_scale.max() if s.activation == "fp8" else None
+    if s.activation == "fp8_dynamic":  # the kwarg only when set: backends without it stay callable
+        return call_op(layer, "fp8_linear", x, layer.weight, w_scale, bias, act_dynamic=True)
     return call_op(layer, "fp8_linear", x, layer.weight, w_scale, bias, input_scale=input_scale)
 
 

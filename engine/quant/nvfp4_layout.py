@@ -17,6 +17,7 @@ import torch
 
 from qcert.kernels import layouts, registry
 
+from ..errors import QuantConfigError
 from ..layers import QLinear
 from . import methods
 
@@ -65,17 +66,23 @@ def _fns(layer):
 
 
 def _write_back(layer, fn) -> bool:
-    """Permute weight + block scales and copy into the same storages; True when in place."""
-    w, s = fn(layer.weight.data, layer.weight_scale.data)
-    in_place = True
-    for param, value in ((layer.weight, w), (layer.weight_scale, s)):
-        if value.shape == param.shape and value.dtype == param.dtype:
-            param.data.copy_(value)
-        else:  # layouts that pad: the Parameter object stays, its data is rebound
-            param.data = value
-            in_place = False
-    del w, s  # no temporaries outlive the transform
-    return in_place
+    """Permute weight + block scales and copy into the same storages, expert by expert (the layout
+    works per expert), so the temporaries are one expert's, not the whole stacked layer's; True when
+    in place."""
+    weight, scale = layer.weight.data, layer.weight_scale.data
+    for e in range(weight.shape[0]):
+        w, s = fn(weight[e], scale[e])
+        if w.shape != weight[e].shape or w.dtype != weight.dtype or s.shape != scale[e].shape or s.dtype != scale.dtype:
+            break  # a layout that pads: not expressible in place
+        weight[e].copy_(w)
+        scale[e].copy_(s)
+    else:
+        return True
+    if e:
+        raise RuntimeError(f"layout {fn.__name__}: expert {e} changed shape after earlier experts were permuted")
+    w, s = fn(weight, scale)  # the Parameter objects stay, their data is rebound
+    layer.weight.data, layer.weight_scale.data = w, s
+    return False
 
 
 def transform(layer) -> list[dict]:
@@ -96,14 +103,33 @@ def kernel_tensors(layer) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.weight, layer.weight_scale
 
 
+def expert_global_scales(layer: QLinear) -> torch.Tensor:
+    """One NVFP4 global scale per expert [E], as MoE kernels take it. Producers share one across an
+    expert's gate/up (FORMATS.md); shards that disagree would be dequantized with the wrong scale
+    (sglang takes shard 0's and warns), so they are refused with both checkpoint modules named."""
+    s2 = layer.weight_scale_2.float()
+    bad = (s2 != s2[:, :1]).any(-1).nonzero().flatten()
+    if bad.numel():
+        e = int(bad[0])
+        shards = ", ".join(f"{n} = {float(v):.6g}" for n, v in zip(layer.shard_sources[e], s2[e]))
+        raise QuantConfigError(f"NVFP4 experts: the shards of expert {e} carry different global scales ({shards}); "
+                               f"an NVFP4 MoE kernel takes one global scale per expert ({len(bad)} experts differ)")
+    return s2[:, 0]
+
+
 def moe_forward(w13: QLinear, w2: QLinear, x: torch.Tensor, weights, ids) -> torch.Tensor:
     """NVFP4 experts: the backend is selected for w13's layout flag (see methods.call_op)."""
     if w13.layout != w2.layout:
         raise RuntimeError(f"NVFP4 experts: w13 is in layout {w13.layout!r} but w2 in {w2.layout!r}")
     a, a_s = kernel_tensors(w13)
     b, b_s = kernel_tensors(w2)
-    return methods.call_op(w13, OP, x, a, a_s, w13.weight_scale_2.amax(-1), b, b_s, w2.weight_scale_2.amax(-1),
-                           weights, ids)
+    act = {}
+    if w13.scheme.activation == "nvfp4":
+        # W4A4 like the linear path. Activations are quantized before dispatch, so one global scale
+        # serves every expert: the max over experts and shards (what sglang does for NVFP4/FP8 MoE)
+        act = {"w13_input_scale": w13.input_scale.max(), "w2_input_scale": w2.input_scale.max()}
+    return methods.call_op(w13, OP, x, a, a_s, expert_global_scales(w13), b, b_s, expert_global_scales(w2),
+                           weights, ids, **act)
 
 
 methods.LAYOUTS[NAME] = (lambda m: applies(m), lambda m: transform(m), lambda m: inverse(m))

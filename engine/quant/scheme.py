@@ -19,7 +19,7 @@ class Scheme:
     format: str = "unquantized"
     group_size: int | None = None
     # Activation handling: None (weights only), "mxfp4" (dynamic per-32 QDQ), "fp8" (static, input_scale),
-    # "nvfp4" (input_scale is the activation global scale).
+    # "nvfp4" (input_scale is the activation global scale), "fp8_dynamic" (per-token scales at run time).
     activation: str | None = None
     # FP8 weight scale granularity: "tensor" (one per shard) or "channel" (one per output row).
     strategy: str = "tensor"

@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from . import _helpers as h
+from . import fp4_gemv
 from ._launch import check_out, dot_in_fp32, kernel
 
 E8M0, E4M3 = 0, 1
@@ -173,6 +174,11 @@ def fp4_gemm(
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits; the kernel decodes both
     rows = a.shape[0] if m is None else m
     out_dtype = out_dtype or a.dtype
+    if (a_rows is None and block_expert is None and e_count == 1 and 0 < rows <= fp4_gemv.MAX_M
+            and config is None):
+        # decode-sized linear: the bandwidth-shaped small-M kernel
+        g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
+        return fp4_gemv.fp4_gemv(a, w[0], scales[0], scale_kind, g=g1, bias=bias, out=out, out_dtype=out_dtype)
     bm, bn, bk, split, warps, stages = config or _config(rows, n, k, a.device)
     if block_m is not None:
         bm = block_m

@@ -4,7 +4,7 @@ Routing (host side, torch): the T*k (token, slot) pairs are sorted by expert and
 run is padded to a multiple of BLOCK_M, so every M-block of the grouped GEMM belongs to one expert
 (`block_expert`); padding entries are -1 and compute nothing. GEMM 1 gathers x rows through the
 sorted token ids against w13[e] (gate and up rows); SiLU(gate) * up is rounded to the model dtype
-(as engines materialise it) and, for W4A4, MXFP4-QDQ'd; GEMM 2 runs it against w2[e]; the
+(as engines materialise it) and, for W4A4, MXFP4- or NVFP4-QDQ'd; GEMM 2 runs it against w2[e]; the
 results are weighted by topk_weights and summed per token in fp32.
 """
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..registry import BackendUnavailable
 from ._launch import check_out
-from .act_quant import mxfp4_qdq
+from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 
 
@@ -56,7 +56,10 @@ def _block_m(tokens: int, device: torch.device) -> int:
 
 
 def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_kind: int,
-            g13=None, g2=None, act_qdq: bool = False, out=None) -> torch.Tensor:
+            g13=None, g2=None, act_qdq: bool = False, qdq_in=None, qdq_mid=None, out=None) -> torch.Tensor:
+    """act_qdq: MXFP4 W4A4; qdq_in / qdq_mid: other activation QDQs of the GEMM 1 / GEMM 2 inputs."""
+    if act_qdq:
+        qdq_in = qdq_mid = mxfp4_qdq
     if x.dim() != 2 or topk_ids.shape != topk_weights.shape or topk_ids.shape[0] != x.shape[0]:
         raise ValueError(f"fp4_moe: x {tuple(x.shape)}, topk_ids {tuple(topk_ids.shape)}, "
                          f"topk_weights {tuple(topk_weights.shape)} must be [T, H], [T, k], [T, k]")
@@ -64,14 +67,14 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
     e_count, two_i, _ = w13.shape
     out = check_out(out, (t, h), x.dtype, x.device, "fp4_moe")
     r = align_routing(topk_ids, e_count, _block_m(t * topk_ids.shape[1], x.device))
-    a = mxfp4_qdq(x) if act_qdq else x
+    a = qdq_in(x) if qdq_in is not None else x
     p = r.token.numel()
     gu = fp4_gemm(a, w13, w13_scale, scale_kind, m=p, a_rows=r.token, block_expert=r.block_expert,
                   block_m=r.block_m, g=g13, out_dtype=torch.float32)
     gate, up = gu[:, : two_i // 2], gu[:, two_i // 2:]
     act = (F.silu(gate) * up).to(x.dtype)
-    if act_qdq:
-        act = mxfp4_qdq(act)
+    if qdq_mid is not None:
+        act = qdq_mid(act)
     y = fp4_gemm(act, w2, w2_scale, scale_kind, block_expert=r.block_expert, block_m=r.block_m, g=g2,
                  out_dtype=torch.float32)
     valid = r.sorted_slot >= 0
@@ -98,9 +101,19 @@ def _per_expert(s, e_count: int, n: int, device) -> torch.Tensor:
 
 def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_weights, topk_ids,
               w13_input_scale=None, w2_input_scale=None, out=None):
-    if w13_input_scale is not None or w2_input_scale is not None:
-        raise BackendUnavailable("nvfp4_moe", "triton", "W4A4 (activation input scales) is not implemented")
     e_count = w13.shape[0]
     return fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, scale_kind=E4M3,
                    g13=_per_expert(w13_scale_2, e_count, w13.shape[1], x.device),
-                   g2=_per_expert(w2_scale_2, e_count, w2.shape[1], x.device), out=out)
+                   g2=_per_expert(w2_scale_2, e_count, w2.shape[1], x.device),
+                   qdq_in=_nvfp4_act(w13_input_scale, x.device), qdq_mid=_nvfp4_act(w2_input_scale, x.device), out=out)
+
+
+def _nvfp4_act(scale, device):
+    """W4A4 activation QDQ with ONE global scale for all experts (activations are quantized before
+    dispatch); per-expert scales that differ are not a path of this kernel."""
+    if scale is None:
+        return None
+    s = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1)
+    if s.numel() > 1 and not bool((s == s[0]).all()):
+        raise BackendUnavailable("nvfp4_moe", "triton", "per-expert activation input scales that differ")
+    return lambda a: nvfp4_qdq(a, s[0])

@@ -46,7 +46,11 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
     return out if out is not None else y.reshape(*x.shape[:-1], n)
 
 
-def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None):
+def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None, act_dynamic=False):
+    if act_dynamic:  # FP8_DYNAMIC: per-token activation QDQ, then the weight-only GEMM
+        from ..fp8 import qdq_fp8_per_token
+
+        x = qdq_fp8_per_token(x)
     return fp8_gemm(x, w_fp8, w_scale, bias=bias, input_scale=input_scale, out=out)
 
 

@@ -31,7 +31,8 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("family", ["qwen2-moe", "qwen3-moe"])
 def test_matches_transformers(family):
-    path = fixtures.cached(family, "bf16", mlp_only_layers=(1,), layers=3, norm_topk=family == "qwen3-moe")
+    # Layer 0 MoE, layer 1 dense (mlp_only_layers): both MLP kinds, as few layers as that takes.
+    path = fixtures.cached(family, "bf16", mlp_only_layers=(1,), layers=2, experts=4, norm_topk=family == "qwen3-moe")
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
     with torch.no_grad():
         ref = hf(IDS).logits
@@ -40,7 +41,7 @@ def test_matches_transformers(family):
 
 
 def test_qwen35_matches_transformers():
-    path = fixtures.cached("qwen3.5-moe", "bf16", layers=4)
+    path = fixtures.cached("qwen3.5-moe", "bf16", layers=2, experts=4)  # one linear-, one full-attention layer
     cfg = json.loads((path / "config.json").read_text())
     tc = cfg["text_config"]
     hf_cfg = transformers.Qwen3_5MoeConfig(text_config={k: v for k, v in tc.items() if k != "model_type"},

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device call (the device tool's H100): install qcert, then the named stages, results under $OUT.
+#   bench: bench/bench_kernels.py     run: the full hardware run (qcert run --hardware cuda)
+#   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
+# flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
+# wheels); it is unpacked onto PYTHONPATH when present.
+set -o pipefail
+export PYTHONUNBUFFERED=1
+out="${OUT:-out/device}"
+mkdir -p "$out"
+log="$out/log"
+python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3 | tee -a "$log"
+if [ -f .carry/fi/site.tar.xz ]; then
+  mkdir -p /tmp/fi && tar -C /tmp/fi -xJf .carry/fi/site.tar.xz && export PYTHONPATH=/tmp/fi
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 | tee -a "$log"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
+python3 -c "import flashinfer; print('flashinfer', flashinfer.__version__)" 2>&1 | tail -1 | tee -a "$log"
+for stage in "$@"; do
+  start=$(date +%s)
+  echo "=== stage $stage" | tee -a "$log"
+  case "$stage" in
+    bench) timeout "${BENCH_S:-240}" python3 bench/bench_kernels.py --out "$out/bench.md" 2>&1 | tee -a "$log" ;;
+    kernels) timeout "${KERNELS_S:-200}" python3 -m pytest conformance/cases/test_kernels.py -k gpu --hardware cuda \
+               -n 4 -rs -q 2>&1 | tail -40 | tee -a "$log" ;;
+    run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
+           --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
+    probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
+  esac
+  echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"
+done
