@@ -153,15 +153,21 @@ class LoadedModel:
 
     @torch.no_grad()
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self.model(*args, **kwargs)
+        """Inputs may live anywhere: they go to the model's device, the result comes back to the
+        device of the first tensor input (a caller on the CPU gets CPU tensors from a GPU model)."""
+        device = self.args.torch_device
+        home = next((a.device for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), device)
+        move = lambda a: a.to(device) if isinstance(a, torch.Tensor) else a  # noqa: E731
+        out = self.model(*map(move, args), **{k: move(v) for k, v in kwargs.items()})
+        return out.to(home)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        ids = input_ids
+        ids = input_ids.to(self.args.torch_device)
         for _ in range(max_new_tokens):
             nxt = self.model(ids)[:, -1].argmax(-1, keepdim=True)
             ids = torch.cat([ids, nxt], dim=1)
-        return ids
+        return ids.to(input_ids.device)
 
     # --- weight update -------------------------------------------------------------------------
     @torch.no_grad()

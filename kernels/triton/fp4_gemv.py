@@ -105,7 +105,8 @@ def _fp4_gemv(
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     FAST_BF16: tl.constexpr, FMA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
-    FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, E8M0_TO_BF16: tl.constexpr, DECODE_BF16: tl.constexpr,
+    FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr,
+    E8M0_TO_BF16: tl.constexpr, DECODE_BF16: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
