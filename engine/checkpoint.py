@@ -132,7 +132,7 @@ class Checkpoint:
                 if name in self.tensors:
                     raise CheckpointError(f"{self.path}: tensor {name!r} appears in {meta.file} and {self.tensors[name].file}")
                 self.tensors[name] = meta
-        self._index_map = self._check_index()
+        self._check_index()
         self._handles: dict[str, Any] = {}
 
     # --- layout -------------------------------------------------------------------------------
@@ -152,25 +152,21 @@ class Checkpoint:
                 wm = data.get("weight_map")
                 if not isinstance(wm, dict) or not wm:
                     raise CheckpointError(f"{self.path / index}: field 'weight_map' must be a non-empty object")
-                self.index_file = index
+                self.index_file, self.weight_map = index, wm
                 return sorted(set(wm.values()))
-        self.index_file = None
+        self.index_file, self.weight_map = None, None
         for name in WEIGHT_FILES:
             if (self.path / name).exists():
                 return [name]
         raise CheckpointError(f"{self.path}: no safetensors weights ({', '.join(WEIGHT_FILES + INDEX_FILES)})")
 
-    def _check_index(self) -> dict[str, str] | None:
-        if self.index_file is None:
-            return None
-        wm = read_json(self.path / self.index_file, self.index_file)["weight_map"]
-        for name, file in wm.items():
+    def _check_index(self) -> None:
+        for name, file in (self.weight_map or {}).items():
             meta = self.tensors.get(name)
             if meta is None:
                 raise CheckpointError(f"{self.path / self.index_file}: tensor {name!r} is listed in {file} but not stored there")
             if meta.file != Path(file).name:
                 raise CheckpointError(f"{self.path / self.index_file}: tensor {name!r} is listed in {file} but stored in {meta.file}")
-        return wm
 
     # --- data ---------------------------------------------------------------------------------
     def get(self, name: str) -> torch.Tensor:

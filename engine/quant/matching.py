@@ -36,10 +36,43 @@ def match_glob_or_first_component(entry: str, name: str) -> bool:
 
 
 def first_match(entries: list[str], name: str, matcher) -> str | None:
+    """The first entry (in list order) that matches `name`."""
+    if matcher is _EXACT_OR_REGEX:  # the common case, indexed (a 384-expert model has ~10^5 names)
+        return _ExactOrRegexIndex.of(tuple(entries)).first(name)
     for entry in entries:
         if matcher(entry, name):
             return entry
     return None
+
+
+_EXACT_OR_REGEX = match_exact_or_regex  # captured: a replaced matcher (a mutant) takes the slow path
+
+
+class _ExactOrRegexIndex:
+    """Exact names in a dict and `re:` entries in order; the earliest matching entry wins, as in a scan."""
+
+    def __init__(self, entries: tuple[str, ...]):
+        self.exact: dict[str, int] = {}
+        self.regexes: list[tuple[int, str]] = []
+        for i, e in enumerate(entries):
+            if e.startswith("re:"):
+                self.regexes.append((i, e))
+            else:
+                self.exact.setdefault(e, i)
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def of(entries: tuple[str, ...]) -> "_ExactOrRegexIndex":
+        return _ExactOrRegexIndex(entries)
+
+    def first(self, name: str) -> str | None:
+        best = self.exact.get(name)
+        for i, entry in self.regexes:
+            if best is not None and i > best:
+                break
+            if _regex(entry[3:]).match(name):
+                return entry
+        return name if best is not None else None
 
 
 LM_PREFIX = "language_model."
