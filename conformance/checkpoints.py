@@ -67,3 +67,28 @@ FLOAT_DTYPES = {"BF16", "F16", "F32"}
 def weight_is_float(dtypes: dict[str, str], module: str) -> bool:
     """True when the checkpoint stores `module.weight` unquantized."""
     return dtypes[f"{module}.weight"] in FLOAT_DTYPES
+
+
+def scheme_mismatches(report: dict, dtypes: dict[str, str]) -> tuple[list[str], int]:
+    """Compare each linear module's reported scheme with how the checkpoint stores its weights.
+
+    A quantization-aware module must be "unquantized" iff every shard is stored in a float dtype; a
+    module dequantized at load must be stored quantized; shards stored differently are a problem too.
+    Returns (problems, number of modules checked)."""
+    problems, checked = [], 0
+    for m in report["modules"]:
+        weights = [s for s in m["sources"] if s.endswith(".weight") and s in dtypes]
+        if m["kind"] != "linear" or not weights:
+            continue
+        stored = {weight_is_float(dtypes, w.removesuffix(".weight")) for w in weights}
+        found = [dtypes[w] for w in weights]
+        checked += 1
+        if len(stored) > 1:
+            problems.append(f"{m['name']}: checkpoint shards stored differently: {dict(zip(weights, found))}")
+        elif m["dequantized_at_load"]:
+            if stored == {True}:
+                problems.append(f"{m['name']}: dequantized at load but stored unquantized ({found})")
+        elif (m["scheme"] == "unquantized") != (stored == {True}):
+            problems.append(f"{m['name']}: engine scheme {m['scheme']!r} but the checkpoint stores {found} for "
+                            f"{weights} (excluded_by={m['excluded_by']!r}, decided_by={m.get('decided_by')!r})")
+    return problems, checked

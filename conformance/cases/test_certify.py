@@ -58,17 +58,8 @@ def test_plan_complete(engine, checkpoint):
       "each quantization-aware module's scheme agrees with how the checkpoint stores its weights",
       features=["certify", "exclude-remap"])
 def test_schemes_match_storage(engine, checkpoint):
-    dtypes = ck.stored(checkpoint)
-    report = engine.plan(checkpoint, device="cpu")
-    wrong = []
-    for m in report["modules"]:
-        weights = [s for s in m["sources"] if s.endswith(".weight") and s in dtypes]
-        if m["kind"] != "linear" or not weights or m["dequantized_at_load"]:
-            continue
-        stored_float = all(ck.weight_is_float(dtypes, w.removesuffix(".weight")) for w in weights)
-        if (m["scheme"] == "unquantized") != stored_float:
-            wrong.append(f"{m['name']}: scheme {m['scheme']}, stored {[dtypes[w] for w in weights]}")
-    assert not wrong, "; ".join(wrong[:5])
+    problems, _ = ck.scheme_mismatches(engine.plan(checkpoint, device="cpu"), ck.stored(checkpoint))
+    assert not problems, "; ".join(problems[:5])
 
 
 @case("certify/exclude-entries-all-match", "every exclude/ignore entry of the config matches at least one module",
