@@ -68,7 +68,7 @@ def print_report(r: dict) -> None:
             note = m["excluded_by"] or ("dequantized at load" if m["dequantized_at_load"] else "")
             t.add_row(m["name"], m["kind"], m["scheme"], note)
     con.print(t)
-    con.print("fused modules: " + ", ".join(f"{k} <- {'+'.join(v)}" for k, v in r["fused_modules"].items()))
+    con.print("fused modules: " + (", ".join(f"{k} <- {'+'.join(v)}" for k, v in r["fused_modules"].items()) or "none"))
     con.print(f"fusion: shared_experts={r['fusion']['shared_experts']} ({r['fusion']['reason']})")
     for h in r["post_load_hooks"]:
         con.print(f"post-load hook {h['name']}: {'runs' if h['ran'] else 'skipped'} ({h['reason']})")
