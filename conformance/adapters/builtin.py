@@ -1,4 +1,4 @@
-"""The built-in engine as an EngineAdapter (minimal: normalize_args; the lead adds plan/load)."""
+"""The built-in engine (qcert.engine) as an EngineAdapter: the one adapter the suite ships."""
 
 from __future__ import annotations
 
