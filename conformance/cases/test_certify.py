@@ -16,7 +16,11 @@ from qcert.conformance.case import case
 # Built-in subjects: tiny fixtures, plus header-only replicas with real widths and expert counts
 # (4 layers keep CI fast; `qcert fixtures replica` writes the full 61-layer ones).
 BUILTIN = [("deepseek-v3", "quark-mxfp4"), ("kimi-k2.5", "quark-mxfp4"), ("glm-5", "bf16"),
-           ("deepseek-v3", "replica"), ("kimi-k2.5", "replica")]
+           ("deepseek-v3", "replica"), ("kimi-k2.5", "replica"), ("glm-5", "replica-bf16-shared")]
+# GLM-5 with its shared experts kept in BF16 beside MXFP4 routed experts (fusion must stay off).
+BF16_SHARED = ["lm_head"] + [f"model.layers.{i}.mlp.{m}" for i in range(3, 4)
+                             for m in ("gate", "shared_experts.gate_proj", "shared_experts.up_proj",
+                                       "shared_experts.down_proj")]
 CPU_FORWARD_LIMIT = 2 * 1024**3  # bytes of weights a CPU forward in float32 stays practical for
 UNEXPECTED = "no engine parameter claims this tensor"
 
@@ -37,6 +41,8 @@ def checkpoint(request):
         family, fmt = request.param
         if fmt == "replica":
             return fixtures.cached_replica(family, layers=4)
+        if fmt == "replica-bf16-shared":
+            return fixtures.cached_replica(family, layers=4, exclude=BF16_SHARED)
         return fixtures.cached(family, fmt, layers=2, dense_layers=1, experts=4, top_k=2)
     return request.param
 

@@ -8,7 +8,7 @@ MUTANT = Mutant(
     description="schemes are never compared and Qwen exclude entries are never consulted",
     upstream="sglang#22948",
     kills=["fusion/deepseek-decision-table", "fusion/qwen-decision-table", "fusion/bf16-shared-expert-loads-unfused",
-           "fusion/deepseek-property", "fusion/qwen-property"],
+           "fusion/deepseek-property", "fusion/qwen-property", "certify/fused-shared-expert-stored-alike"],
     patches=[("qcert.engine.fusion", "same_scheme", lambda routed, shared: True),
              ("qcert.engine.fusion", "excludes_shared_expert", lambda entry: False)],
 )
