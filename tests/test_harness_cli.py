@@ -51,7 +51,7 @@ def test_run_selected_case_writes_reports(tmp_path, capsys):
 def test_device_mutants_are_killed():
     # The device mutants only: `qcert selftest` (in .ci/run) runs them all.
     device = {k: m for k, m in discover().items() if k.startswith("device/")}
-    assert set(device) == {"device/index-not-stripped", "device/strip-only-autodetect",
+    assert set(device) >= {"device/index-not-stripped", "device/strip-only-autodetect",
                            "device/garbage-accepted", "device/index-dropped"}
     results = selftest.run(mutants=device)
     assert all(r.ok for r in results), [(r.mutant.id, r.killed, r.problem) for r in results]
