@@ -6,6 +6,7 @@ nothing is unpickled: configs are JSON, weights are safetensors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -169,29 +170,32 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path / self.index_file}: tensor {name!r} is listed in {file} but stored in {meta.file}")
 
     # --- data ---------------------------------------------------------------------------------
-    def get(self, name: str) -> torch.Tensor:
-        """One tensor's data (memory-mapped by safetensors; copy before mutating)."""
+    def _handle(self, name: str):
+        """The open safetensors file holding `name` (opened once per file, memory-mapped)."""
         meta = self.tensors.get(name)
         if meta is None:
             raise CheckpointError(f"{self.path}: no tensor {name!r}")
         handle = self._handles.get(meta.file)
         if handle is None:
             handle = self._handles[meta.file] = safe_open(str(self._inside(meta.file)), framework="pt")
-        return handle.get_tensor(name)
+        return handle
+
+    def get(self, name: str) -> torch.Tensor:
+        """One tensor's data (memory-mapped by safetensors; copy before mutating)."""
+        return self._handle(name).get_tensor(name)
 
     def get_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
         """Rows [start, stop) of one tensor (first dimension), reading only those bytes: lets a
         weight update check and copy a large tensor a bounded chunk at a time."""
-        meta = self.tensors.get(name)
-        if meta is None:
-            raise CheckpointError(f"{self.path}: no tensor {name!r}")
-        handle = self._handles.get(meta.file)
-        if handle is None:
-            handle = self._handles[meta.file] = safe_open(str(self._inside(meta.file)), framework="pt")
-        return handle.get_slice(name)[start:stop]
+        return self._handle(name).get_slice(name)[start:stop]
 
     def fingerprint(self) -> str:
-        """sha256 over the config files and every header: identifies a checkpoint without reading data."""
+        """sha256 over the config files and every header: identifies a checkpoint without reading data
+        (computed once: reports ask for it on every call)."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         h = hashlib.sha256()
         h.update(json.dumps(self.config, sort_keys=True).encode())
         if self.hf_quant_config is not None:

@@ -16,7 +16,6 @@ from .layers import Copy, Dequant
 from .plan import LoadPlan, _sources, build_plan
 from .quant.methods import dequantize
 
-UNEXPECTED = "no engine parameter claims this tensor"
 
 
 def _as_engine(t: torch.Tensor, src) -> torch.Tensor:
@@ -113,7 +112,7 @@ class LoadedModel:
     def load(cls, path, args: EngineArgs) -> "LoadedModel":
         plan = build_plan(path, args)
         plan.raise_if_incomplete()
-        unexpected = [u["tensor"] for u in plan.unclaimed if u["reason"] == UNEXPECTED]
+        unexpected = plan.unexpected()
         if unexpected:
             raise PlanError(f"{plan.checkpoint.path}: tensors no engine parameter claims: {unexpected[:5]}"
                             + (f" (and {len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
@@ -198,7 +197,7 @@ class LoadedModel:
             missing = [m["tensor"] for m in new.missing if m["param"] in {j.param for j in jobs}]
         else:
             missing = [m["tensor"] for m in new.missing]
-            unexpected = [u["tensor"] for u in new.unclaimed if u["reason"] == UNEXPECTED]
+            unexpected = new.unexpected()
             if unexpected:
                 refuse(f"{checkpoint}: tensors no engine parameter claims: {unexpected[:5]}")
         if missing:

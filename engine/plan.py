@@ -16,6 +16,10 @@ from .models import BuildContext, find_family
 from .quant.base import QuantConfig, detect, shape_ok
 
 
+# The report's reason for a checkpoint tensor that nothing claims and no family declared skipped.
+UNCLAIMED = "no engine parameter claims this tensor"
+
+
 @dataclass
 class LoadPlan:
     checkpoint: Checkpoint
@@ -58,6 +62,10 @@ class LoadPlan:
             "transforms": [],
             "notes": self.ctx.notes,
         }
+
+    def unexpected(self) -> list[str]:
+        """Tensors no module claims and no family skipped with a reason: load and update refuse them."""
+        return [u["tensor"] for u in self.unclaimed if u["reason"] == UNCLAIMED]
 
     def raise_if_incomplete(self) -> None:
         if self.missing:
@@ -120,6 +128,5 @@ def _check(plan: LoadPlan, by_module: dict) -> None:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise PlanError(f"{plan.checkpoint.path}: " + "; ".join(errors[:3]) + more)
     for name in sorted(set(metas) - claimed):
-        reason = next((why for prefix, why in plan.ctx.skipped.items() if name.startswith(prefix)),
-                      "no engine parameter claims this tensor")
+        reason = next((why for prefix, why in plan.ctx.skipped.items() if name.startswith(prefix)), UNCLAIMED)
         plan.unclaimed.append({"tensor": name, "reason": reason})

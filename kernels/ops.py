@@ -261,7 +261,7 @@ def nvfp4_moe_trtllm(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, t
     return nvfp4_moe(x, a, a_s, w13_scale_2, b, b_s, w2_scale_2, topk_weights, topk_ids, w13_input_scale, w2_input_scale)
 
 
-# A stand-in, used only when asked for by name (backends={"nvfp4_moe": "torch_trtllm"}): the engine's
-# layout decision skips it when nothing is requested; the plain reference stays last in the order.
+# A stand-in, used only when asked for by name (backends={"nvfp4_moe": "torch_trtllm"}); the plain
+# reference stays last in the order.
 register_backend("nvfp4_moe", "torch_trtllm", nvfp4_moe_trtllm, lambda ctx: True,
-                 priority=REFERENCE_PRIORITY - 1, layout="trtllm")
+                 priority=REFERENCE_PRIORITY - 1, layout="trtllm", on_request=True)

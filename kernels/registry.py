@@ -86,6 +86,7 @@ class Backend:
     available: Callable[[OpContext], "bool | str"]
     layout: str = "plain"
     priority: int = 100  # lower = preferred
+    on_request: bool = False  # a stand-in: selected only when asked for by name
 
     def check(self, ctx: OpContext) -> str | None:
         """None when available, else the reason string."""
@@ -135,12 +136,13 @@ def register_backend(
     available: Callable[[OpContext], "bool | str"],
     priority: int = 100,
     layout: str = "plain",
+    on_request: bool = False,
 ) -> None:
     with _lock:
         o = _get(op, load=False)
         if name == REFERENCE or any(b.name == name for b in o.backends):
             raise ValueError(f"op {op!r}: backend {name!r} already registered")
-        o.backends.append(Backend(op, name, fn, available, layout, priority))
+        o.backends.append(Backend(op, name, fn, available, layout, priority, on_request))
 
 
 def _import_backend_module(mod: str) -> None:
@@ -207,16 +209,21 @@ def available_backends(op: str, ctx: OpContext) -> list[str]:
     return [b.name for b in backends(op) if b.check(ctx) is None]
 
 
+ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes
+
+
 def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str | None = None) -> Backend:
     """Pick the backend for op.
 
     requested (or env var QCERT_BACKEND_<OP>) names one backend; if it cannot run here this
     raises BackendUnavailable. Unrequested: the preferred available backend whose layout is
-    `layout` (default: the op's plain layout). On CPU only the reference is chosen unless
-    TRITON_INTERPRET=1 explicitly asks for interpreted triton kernels.
+    `layout` (default: the op's plain layout; ANY_LAYOUT for any), never an on-request stand-in.
+    On CPU only the reference is chosen unless TRITON_INTERPRET=1 explicitly asks for
+    interpreted triton kernels.
     """
     o = _get(op)
     want_layout = layout or o.layout
+    fits = (lambda b: True) if want_layout == ANY_LAYOUT else (lambda b: b.layout == want_layout)
     if requested is None:
         requested = os.environ.get(env_var(op)) or None
     if requested is not None:
@@ -228,14 +235,14 @@ def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str
                 why += f"; backend modules not loaded: {_LOAD_ERRORS}"
             raise BackendUnavailable(op, requested, why)
         b = match[0]
-        if b.layout != want_layout:
+        if not fits(b):
             raise BackendUnavailable(op, requested, f"consumes layout {b.layout!r}, caller has {want_layout!r}")
         reason = b.check(ctx)
         if reason is not None:
             raise BackendUnavailable(op, requested, reason)
         return b
     for b in backends(op):
-        if b.layout != want_layout:
+        if not fits(b) or b.on_request:
             continue
         if b.name != REFERENCE and ctx.device_type == "cpu" and not triton_interpret_enabled():
             continue

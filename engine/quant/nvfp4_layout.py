@@ -11,8 +11,6 @@ LAYOUTS entries are lambdas so mutants can patch this module's functions at call
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from qcert.kernels import layouts, registry
@@ -23,7 +21,6 @@ from . import methods
 
 NAME = "trtllm"
 OP = "nvfp4_moe"
-BACKEND = "torch_trtllm"  # kernels/ops.py: CPU stand-in that consumes this layout
 
 
 def _h_i(layer: QLinear) -> tuple[int, int]:
@@ -38,20 +35,12 @@ def shape_ok(layer: QLinear) -> bool:
 
 def wants_layout(layer) -> bool:
     """Whether the nvfp4_moe backend this layer will run with consumes the trtllm layout."""
-    requested = getattr(layer, "backend_requests", {}).get(OP) or os.environ.get(registry.env_var(OP)) or None
     ctx = registry.OpContext.from_tensor(layer.weight)
-    candidates = registry.backends(OP)
-    if requested is not None:
-        b = next((b for b in candidates if b.name == requested), None)
-        return b is not None and b.layout == NAME and b.check(ctx) is None
-    for b in candidates:  # what select() would prefer here, whatever its layout
-        if b.name == BACKEND:  # the CPU stand-in runs only when requested by name
-            continue
-        if b.name != registry.REFERENCE and ctx.device_type == "cpu" and not registry.triton_interpret_enabled():
-            continue
-        if b.check(ctx) is None:
-            return b.layout == NAME
-    return False
+    try:
+        chosen = registry.select(OP, ctx, getattr(layer, "backend_requests", {}).get(OP), layout=registry.ANY_LAYOUT)
+    except registry.BackendUnavailable:
+        return False  # a requested backend that cannot run: plain layout; forward names the problem
+    return chosen.layout == NAME
 
 
 def applies(layer) -> bool:

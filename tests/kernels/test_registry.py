@@ -69,6 +69,19 @@ def test_layout_is_never_mixed(op):
         R.select(op, GPU, "shuffled")
 
 
+def test_on_request_backends_and_any_layout(op):
+    # A stand-in runs only when asked for by name, even where it is the most preferred available one.
+    R.register_backend(op, "standin", lambda x: ("standin", x), lambda ctx: True, priority=0, layout="trtllm",
+                       on_request=True)
+    with pytest.raises(R.BackendUnavailable, match="no backend for layout 'trtllm'"):
+        R.select(op, GPU, layout="trtllm")
+    assert R.select(op, GPU, "standin", layout="trtllm").name == "standin"
+    # ANY_LAYOUT: the backend that would run, whatever layout it consumes.
+    R.register_backend(op, "shuffled", lambda x: ("shuffled", x), lambda ctx: True, priority=1, layout="trtllm")
+    assert R.select(op, GPU, layout=R.ANY_LAYOUT).name == "shuffled"
+    assert R.select(op, GPU).name == "fast"  # the op's own (plain) layout by default
+
+
 def test_duplicates_and_unknown_op(op):
     with pytest.raises(ValueError, match="already"):
         R.register_backend(op, "slow", lambda x: x, lambda ctx: True)
