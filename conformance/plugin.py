@@ -131,9 +131,33 @@ def _load_hypothesis_profile(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine(request: pytest.FixtureRequest) -> Any:
-    """The engine adapter under test (conformance/contract.py)."""
+def qcert_adapter(request: pytest.FixtureRequest) -> Any:
+    """The engine adapter under test (conformance/CONTRACT.md), one per session."""
     return adapters.create(request.config.stash[_state_key].engine_name)
+
+
+class _CpuByDefault:
+    """The adapter as a case that declares no hardware sees it: load and plan default to
+    device="cpu", so a CPU case gives the same answer on a machine that also has a GPU."""
+
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    def load(self, checkpoint: Any, **kwargs: Any) -> Any:
+        return self._adapter.load(checkpoint, **{"device": "cpu", **kwargs})
+
+    def plan(self, checkpoint: Any, **kwargs: Any) -> Any:
+        return self._adapter.plan(checkpoint, **{"device": "cpu", **kwargs})
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, qcert_adapter: Any) -> Any:
+    """The engine adapter under test; for cases without a hardware mark, pinned to the CPU."""
+    meta = meta_of(request.function)
+    return _CpuByDefault(qcert_adapter) if meta is not None and meta.hardware is None else qcert_adapter
 
 
 @pytest.fixture

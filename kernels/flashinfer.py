@@ -45,9 +45,11 @@ def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None, act_dyn
     ws = torch.as_tensor(w_scale, dtype=torch.float32, device=x.device)
     if ws.numel() != 1:
         raise BackendUnavailable("fp8_linear", BACKEND, "bmm_fp8 takes per-tensor weight scales only")
+    n, k = w_fp8.shape
+    if n % 16 or k % 16:
+        raise BackendUnavailable("fp8_linear", BACKEND, f"bmm_fp8 (cuBLASLt) needs N and K multiples of 16, got {n}x{k}")
     import flashinfer
 
-    n, k = w_fp8.shape
     xs = torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(1)
     xq = to_e4m3_saturating(x.reshape(-1, k).to(torch.float32) / xs).unsqueeze(0)
     m = xq.shape[1]

@@ -212,6 +212,24 @@ def available_backends(op: str, ctx: OpContext) -> list[str]:
 ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes
 
 
+def _preferred(o: "_Op", ctx: OpContext, fits) -> list[Backend]:
+    """The backends select() may choose unrequested, preferred first."""
+    out = []
+    for b in backends(o.name):
+        if not fits(b) or b.on_request:
+            continue
+        if b.name != REFERENCE and ctx.device_type == "cpu" and not triton_interpret_enabled():
+            continue
+        if b.check(ctx) is None:
+            out.append(b)
+    return out
+
+
+def _fits(o: "_Op", layout: str | None):
+    want_layout = layout or o.layout
+    return want_layout, (lambda b: True) if want_layout == ANY_LAYOUT else (lambda b: b.layout == want_layout)
+
+
 def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str | None = None) -> Backend:
     """Pick the backend for op.
 
@@ -222,8 +240,7 @@ def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str
     interpreted triton kernels.
     """
     o = _get(op)
-    want_layout = layout or o.layout
-    fits = (lambda b: True) if want_layout == ANY_LAYOUT else (lambda b: b.layout == want_layout)
+    want_layout, fits = _fits(o, layout)
     if requested is None:
         requested = os.environ.get(env_var(op)) or None
     if requested is not None:
@@ -241,14 +258,31 @@ def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str
         if reason is not None:
             raise BackendUnavailable(op, requested, reason)
         return b
-    for b in backends(op):
-        if not fits(b) or b.on_request:
-            continue
-        if b.name != REFERENCE and ctx.device_type == "cpu" and not triton_interpret_enabled():
-            continue
-        if b.check(ctx) is None:
-            return b
+    preferred = _preferred(o, ctx, fits)
+    if preferred:
+        return preferred[0]
     raise BackendUnavailable(op, "<any>", f"no backend for layout {want_layout!r} on {ctx.device_type}")
+
+
+def run(op: str, ctx: OpContext, args: tuple, kwargs: dict, requested: str | None = None, *,
+        layout: str | None = None) -> tuple[Backend, Any]:
+    """select(), then run: (the backend that ran, its result).
+
+    A backend's function may still decline its arguments with BackendUnavailable (a scope its
+    capability check cannot see: dynamic activation scales, a shape its library refuses). A
+    requested backend's refusal is raised; an unrequested one hands over to the next preferred
+    backend, before it has written anything."""
+    first = select(op, ctx, requested, layout=layout)
+    if requested is not None or os.environ.get(env_var(op)):
+        return first, first.fn(*args, **kwargs)
+    o = _get(op)
+    declined = []
+    for b in _preferred(o, ctx, _fits(o, layout)[1]):
+        try:
+            return b, b.fn(*args, **kwargs)
+        except BackendUnavailable as e:
+            declined.append(str(e))
+    raise BackendUnavailable(op, "<any>", "every available backend declined these arguments: " + "; ".join(declined))
 
 
 def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -261,4 +295,4 @@ def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor:
 def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
     """Select with a context built from the first tensor argument, then run."""
     ctx = OpContext.from_tensor(_first_tensor(args, kwargs))
-    return select(op, ctx, backend).fn(*args, **kwargs)
+    return run(op, ctx, args, kwargs, backend)[1]

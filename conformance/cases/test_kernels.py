@@ -146,6 +146,7 @@ CPU_CASES = {
     "nvfp4_linear": (nvfp4_linear_inputs, [
         ("w4a16", dict(m=3, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
         ("w4a16-rowscale", dict(m=2, n=37, k=48, dtype=torch.float16, per_row_scale_2=True, input_scale=False, bias=False)),
+        ("w4a16-m1", dict(m=1, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=True, input_scale=False, bias=True)),
         ("w4a4", dict(m=5, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=True, bias=False)),
     ]),
     "fp8_linear": (fp8_linear_inputs, [
@@ -181,6 +182,8 @@ GPU_CASES = {
         ("w8a16-channel-m300", dict(m=300, n=777, k=1024, dtype=torch.bfloat16, scale_kind="channel-2d", input_scale=False, bias=False)),
         ("w8a8-channel", dict(m=300, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="channel-1d", input_scale=True, bias=True)),
         ("w8a8-tensor", dict(m=16, n=1024, k=4096, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=False)),
+        # prefill-sized: on Hopper the persistent TMA kernel (K not a multiple of its 128-wide tiles)
+        ("w8a8-tensor-m257", dict(m=257, n=515, k=1040, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=True)),
     ]),
     "mxfp4_moe": (mxfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),

@@ -16,10 +16,9 @@ from .scheme import Scheme
 def call_op(layer, op: str, *args, **kwargs):
     requested = getattr(layer, "backend_requests", {}).get(op)
     ctx = registry.OpContext.from_tensor(args[0])
-    backend = registry.select(op, ctx, requested, layout=getattr(layer, "layout", "plain"))
-    used = layer.__dict__.setdefault("backends_used", {})
-    used[op] = backend.name
-    return backend.fn(*args, **kwargs)
+    backend, out = registry.run(op, ctx, args, kwargs, requested, layout=getattr(layer, "layout", "plain"))
+    layer.__dict__.setdefault("backends_used", {})[op] = backend.name
+    return out
 
 
 def per_row(layer, values: torch.Tensor) -> torch.Tensor:

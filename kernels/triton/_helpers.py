@@ -25,6 +25,23 @@ def rowmax_interpreted(x):
     return tl.reduce(x, 1, _MAXIMUM_INTERPRETED)
 
 
+def lastsum(x):
+    """Sum over the last axis (compiled kernels: triton's own tl.sum)."""
+    return tl.sum(x, len(x.shape) - 1)
+
+
+def _add(a, b):
+    return a + b
+
+
+_ADD_INTERPRETED = InterpretedFunction(_add)
+
+
+def lastsum_interpreted(x):
+    """Sum over the last axis for the interpreter, whose tl.sum may be bound to compiled mode."""
+    return tl.reduce(x, len(x.shape) - 1, _ADD_INTERPRETED)
+
+
 def fp4_to_f32(code):
     """e2m1 code (int32, 0..15) -> float32. Magnitudes 2..7 are (e, m) = (c>>1, c&1) with value
     2^(e-1)(1 + m/2), exponent field e+126; magnitudes 0 and 1 are 0 and 0.5; bit 3 is the sign."""

@@ -1,24 +1,23 @@
 """Small-M (decode) FP4 GEMM: C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]), M <= 16.
 
-A GEMV at M <= 16 is a stream over the packed weights (N*K/2 bytes + scales), so the kernel is
-shaped for bandwidth, not for reuse: many programs over N (BLOCK_N rows each), split-K (fp32
-atomics) when N alone gives too few programs, weight bytes loaded along K in wide loads and
-prefetched one step ahead in registers. Two ways to multiply:
-- M = 1 (FMA=1, GPU, bf16): CUDA-core FMAs in the weights' own [BLOCK_N, groups, bytes] layout,
-  x read as int32 bf16 pairs (one load per byte of weights, bf16 -> fp32 by shift/mask), one
-  reduction at the end: no operand layout conversions at all.
-- M = 2..16: tensor cores, swap-AB (W[BLOCK_N, k] @ A^T[k, 16]), so one 16-row activation tile
-  covers every M and the decoded weights need no transpose.
+A GEMV at M <= 16 streams N*K/2 bytes of packed weights once, so the kernel is shaped for
+bandwidth and for few instructions per weight (on the H100 the decode, not DRAM, was the limit):
+- weights are read as int32 words (8 e2m1 codes each) in [BLOCK_N, groups, words-per-group]
+  tiles, so one scale serves a whole 16-byte (MXFP4) or 8-byte (NVFP4) vector load;
+- one decode call turns a word into its 8 values, low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7):
+  that is the order the bf16x2 decode produces them in, and A's columns are permuted to match in
+  registers (a dot product does not care how K is ordered, only that both sides agree);
+- swap-AB on the tensor cores: W[BLOCK_N, k] @ A^T[k, 16], so one 16-row activation tile covers
+  every M <= 16 (rows past M re-read row M-1 and are never stored: loads need no masks);
+- rows past N re-read row N-1 (stores are masked), so only a ragged K needs masked loads.
 
-Decode for bf16 activations on a GPU is PTX (`decode_bf16_asm`): two weights per 32-bit register,
-the e2m1 bits moved into a bf16's exponent/mantissa field with shifts and masks, the missing
-exponent bias and the block scale applied with two bf16x2 FMAs (~2.5 instructions per weight
-instead of ~10 for the select chain). The interpreter (CPU) and fp16/fp32 activations use the exact
-fp32 decode of _helpers. Both give the same values: e2m1 times a power of two (MXFP4) or an e4m3
-value (NVFP4) has at most 6 significant bits, exact in bf16.
+Decode for bf16 activations on a GPU is PTX (`decode8_asm`): the e2m1 bits are moved into a bf16's
+exponent/mantissa field with shifts and masks, two weights per 32-bit register, then the missing
+exponent bias and the block scale are applied with two bf16x2 multiplies. The interpreter (CPU) and
+fp16/fp32 activations use the exact fp32 decode and an fp32 dot. Both give the same values: e2m1
+times a power of two (MXFP4) or an e4m3 value (NVFP4) has at most 6 significant bits, exact in bf16.
 
-Measured on the H100 (bench/results/h100-triton.md): M = 1 ~33-39 us, M = 2..16 ~50-64 us for
-N = K = 8192, against a ~12 us copy roofline: still well short, see the results file.
+Figures and the configurations tried: bench/results/h100-triton.md.
 """
 
 from __future__ import annotations
@@ -34,62 +33,82 @@ E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
 MAX_M = 16
 
-# PTX: 4 packed bytes ($4) and their 4 bf16 block scales ($5, $6) -> the 4 low-nibble weights
-# ($0, $1) and the 4 high-nibble weights ($2, $3), bf16x2 each. prmt puts byte j in the top byte of
-# a 16-bit lane; a nibble's sign goes to bit 15 and its (e1 e0 m) bits to 8..6, i.e. a bf16 with
-# exponent field e and mantissa m/2: 2^(e-127)(1+m/2) for e >= 1 and the subnormal 2^-127 for code
-# 1. Times 2^126 (0x7E80) that is exactly the e2m1 value (0.5 for code 1, 0 for 0); then times the
-# block scale. FMA with -0 keeps the sign of zero.
+def _ptx_pairs(word: str, lo: str, hi: str, sel: str, scale: str | None) -> str:
+    """PTX: two bytes of `word` (prmt selector `sel`) -> bf16x2 registers `lo` (their low nibbles)
+    and `hi` (their high nibbles). prmt puts the bytes in the top byte of the two 16-bit lanes; a
+    nibble's sign goes to bit 15 and its (e1 e0 m) bits to 8..6, i.e. a bf16 with exponent e and
+    mantissa m/2: 2^(e-127)(1+m/2) for e >= 1, the subnormal 2^-127 for code 1. Times 2^126 (`bias`,
+    0x7E80) that is exactly the e2m1 value; then times `scale` if given. Multiplying with -0 (`nz`)
+    as the addend keeps the sign of zero."""
+    scaled = "fma.rn.bf16x2 {0}, u, {1}, nz;\n".format
+    out = [f"prmt.b32 t, {word}, 0, {sel};"]
+    for dst, extract in ((lo, "shl.b32 u, t, 4;\nshr.b32 v, t, 2;\nand.b32 u, u, 0x80008000;"),
+                         (hi, "shr.b32 v, t, 6;\nand.b32 u, t, 0x80008000;")):
+        out.append(f"{extract}\nand.b32 v, v, 0x01C001C0;\nor.b32 u, u, v;")
+        out.append((scaled("u", "bias") + scaled(dst, scale)) if scale else scaled(dst, "bias"))
+    return "\n".join(out) + "\n"
 
 
-def decode_bf16_asm(byte, scale_bf16):
-    """uint8 bytes and bf16 scales (same shape) -> (low-nibble, high-nibble) weights in bf16."""
+# PTX: one word ($9, 8 codes: byte j holds k = 2j in its low nibble, 2j+1 in its high one) and its
+# bf16 block scale ($8) -> 8 bf16: the low nibbles of bytes 0..3, then their high nibbles.
+_DECODE8 = tl.constexpr(
+    "{\n.reg .b32 t, u, v, bias, nz, sc, r0, r1, r2, r3;\nmov.b32 bias, 0x7E807E80;\nmov.b32 nz, 0x80008000;\n"
+    "mov.b32 sc, {$8, $8};\n"
+    + _ptx_pairs("$9", "r0", "r1", "0x1404", "sc") + _ptx_pairs("$9", "r2", "r3", "0x3424", "sc")
+    + "mov.b32 {$0, $1}, r0;\nmov.b32 {$4, $5}, r1;\nmov.b32 {$2, $3}, r2;\nmov.b32 {$6, $7}, r3;\n}\n"
+)
+
+
+def decode8_asm(word, scale_bf16):
+    """int32 words and bf16 scales (same shape) -> 8 bf16 tensors (k = 0, 2, 4, 6, 1, 3, 5, 7)."""
     return tl.inline_asm_elementwise(
-        """
-{
-.reg .b32 t, u, v, bias, nz, z;
-mov.b32 z, 0;
-mov.b32 bias, 0x7E807E80;
-mov.b32 nz, 0x80008000;
-prmt.b32 t, $4, z, 0x1404;
-shl.b32 u, t, 4;
-shr.b32 v, t, 2;
-and.b32 u, u, 0x80008000;
-and.b32 v, v, 0x01C001C0;
-or.b32 u, u, v;
-fma.rn.bf16x2 u, u, bias, nz;
-fma.rn.bf16x2 $0, u, $5, nz;
-shr.b32 v, t, 6;
-and.b32 u, t, 0x80008000;
-and.b32 v, v, 0x01C001C0;
-or.b32 u, u, v;
-fma.rn.bf16x2 u, u, bias, nz;
-fma.rn.bf16x2 $2, u, $5, nz;
-prmt.b32 t, $4, z, 0x3424;
-shl.b32 u, t, 4;
-shr.b32 v, t, 2;
-and.b32 u, u, 0x80008000;
-and.b32 v, v, 0x01C001C0;
-or.b32 u, u, v;
-fma.rn.bf16x2 u, u, bias, nz;
-fma.rn.bf16x2 $1, u, $6, nz;
-shr.b32 v, t, 6;
-and.b32 u, t, 0x80008000;
-and.b32 v, v, 0x01C001C0;
-or.b32 u, u, v;
-fma.rn.bf16x2 u, u, bias, nz;
-fma.rn.bf16x2 $3, u, $6, nz;
-}
-""", "=r,=r,=r,=r,r,r,r", [byte, scale_bf16],
-        dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=4,
+        _DECODE8, "=h,=h,=h,=h,=h,=h,=h,=h,h,r", [scale_bf16, word], dtype=(tl.bfloat16,) * 8, is_pure=True, pack=1
     )
 
 
-def decode_bf16_bits(byte, scale_bf16):
-    """The same values by plain arithmetic (the interpreter cannot run PTX)."""
-    b = byte.to(tl.int32)
-    s = scale_bf16.to(tl.float32)
-    return ((h.fp4_to_f32(b & 15) * s).to(tl.bfloat16), (h.fp4_to_f32((b >> 4) & 15) * s).to(tl.bfloat16))
+# PTX: M = 1 on the CUDA cores. One word ($1) and the 8 fp32 activations of its columns ($2..$9, in
+# column order) -> sum of the 8 products ($0). The decode is _DECODE8's without the block scale (it is
+# applied once per group, in fp32, by the caller); bf16 -> fp32 is a shift or a mask; the products
+# (<= 10 significant bits) and their sum are fp32. r0 = (k0, k2), r1 = (k1, k3), r2 = (k4, k6),
+# r3 = (k5, k7) as bf16 lanes.
+_DOT8_TERMS = [("r0", 2, 4), ("r1", 3, 5), ("r2", 6, 8), ("r3", 7, 9)]  # register, x of low lane, of high
+_DOT8 = tl.constexpr(
+    "{\n.reg .b32 t, u, v, bias, nz, r0, r1, r2, r3;\n.reg .f32 f;\nmov.b32 bias, 0x7E807E80;\nmov.b32 nz, 0x80008000;\n"
+    + _ptx_pairs("$1", "r0", "r1", "0x1404", None) + _ptx_pairs("$1", "r2", "r3", "0x3424", None)
+    + "".join(f"shl.b32 u, {r}, 16;\n" + (f"mul.rn.f32 f, u, ${xl};\n" if r == "r0" else f"fma.rn.f32 f, u, ${xl}, f;\n")
+              + f"and.b32 u, {r}, 0xFFFF0000;\nfma.rn.f32 f, u, ${xh}, f;\n" for r, xl, xh in _DOT8_TERMS)
+    + "mov.b32 $0, f;\n}\n"
+)
+
+
+def dot8_asm(word, x0, x1, x2, x3, x4, x5, x6, x7, FP4_TO_F32: tl.constexpr):
+    """int32 words, fp32 activations of columns 0..7 -> fp32 sum of products (codes unscaled)."""
+    return tl.inline_asm_elementwise(_DOT8, "=f,r,f,f,f,f,f,f,f,f", [word, x0, x1, x2, x3, x4, x5, x6, x7],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
+def dot8_f32(word, x0, x1, x2, x3, x4, x5, x6, x7, FP4_TO_F32: tl.constexpr):
+    """dot8_asm by plain arithmetic (interpreter)."""
+    return (FP4_TO_F32(word & 15) * x0 + FP4_TO_F32((word >> 4) & 15) * x1 + FP4_TO_F32((word >> 8) & 15) * x2
+            + FP4_TO_F32((word >> 12) & 15) * x3 + FP4_TO_F32((word >> 16) & 15) * x4
+            + FP4_TO_F32((word >> 20) & 15) * x5 + FP4_TO_F32((word >> 24) & 15) * x6
+            + FP4_TO_F32((word >> 28) & 15) * x7)
+
+
+def decode8_f32(word, scale_f32, FP4_TO_F32: tl.constexpr):
+    """The same 8 values in fp32 by plain arithmetic (the interpreter cannot run PTX)."""
+    return (FP4_TO_F32(word & 15) * scale_f32, FP4_TO_F32((word >> 8) & 15) * scale_f32,
+            FP4_TO_F32((word >> 16) & 15) * scale_f32, FP4_TO_F32((word >> 24) & 15) * scale_f32,
+            FP4_TO_F32((word >> 4) & 15) * scale_f32, FP4_TO_F32((word >> 12) & 15) * scale_f32,
+            FP4_TO_F32((word >> 20) & 15) * scale_f32, FP4_TO_F32((word >> 28) & 15) * scale_f32)
+
+
+def join8(o0, o1, o2, o3, o4, o5, o6, o7):
+    """8 same-shaped [a, b, c] tensors -> [a, b, c, 2, 2, 2] whose flattened last dims are o0..o7
+    (tl.join puts its two inputs at a new fastest index, so each level swaps it outwards)."""
+    a = tl.permute(tl.join(tl.join(o0, o1), tl.join(o2, o3)), (0, 1, 2, 4, 3))
+    b = tl.permute(tl.join(tl.join(o4, o5), tl.join(o6, o7)), (0, 1, 2, 4, 3))
+    return tl.permute(tl.join(a, b), (0, 1, 2, 5, 3, 4))
 
 
 def e8m0_to_bf16(u):
@@ -100,108 +119,77 @@ def e8m0_to_bf16(u):
 
 def _fp4_gemv(
     a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
-    M, N, K, k_per_split,
+    M, N, K, words_per_split,
     stride_am, stride_ak, stride_wn, stride_sn, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-    FAST_BF16: tl.constexpr, FMA: tl.constexpr,
+    FAST_BF16: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
-    FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr,
-    E8M0_TO_BF16: tl.constexpr, DECODE_BF16: tl.constexpr,
+    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, E8M0_TO_BF16: tl.constexpr,
+    FP4_TO_F32: tl.constexpr, DECODE8_BF16: tl.constexpr, DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    BPS: tl.constexpr = 16 if SCALE_KIND == 0 else 8  # packed bytes per block scale
-    NSB: tl.constexpr = BLOCK_K // (2 * BPS)  # block scales per row per step
-    BYTES: tl.constexpr = BLOCK_K // 2
+    WPG: tl.constexpr = 4 if SCALE_KIND == 0 else 2  # int32 words per block scale (32 or 16 codes)
+    G: tl.constexpr = BLOCK_K // (8 * WPG)  # block scales per row per step
+    WORDS: tl.constexpr = BLOCK_K // 8
 
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = offs_n < N
+    rows = tl.minimum(offs_n, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
     offs_m = tl.arange(0, BLOCK_M)
-    m_ok = offs_m < M
-    # weight bytes as [BLOCK_N, NSB, BPS]: one scale per (row, middle index), broadcast over BPS
-    offs_g = tl.arange(0, NSB)
-    offs_j = tl.arange(0, BPS)
-    byte_in_step = offs_g[:, None] * BPS + offs_j[None, :]  # [NSB, BPS]
-    w_rows = w_ptr + offs_n.to(tl.int64)[:, None, None] * stride_wn
-    s_rows = s_ptr + offs_n.to(tl.int64)[:, None] * stride_sn
-    offs_b = tl.arange(0, BYTES)
-    half_k = K // 2
-    n_scales = K // (2 * BPS)
+    offs_k = tl.arange(0, BLOCK_K)
+    word_in_step = tl.arange(0, G)[:, None] * WPG + tl.arange(0, WPG)[None, :]  # [G, WPG]
+    w0 = pid_k * words_per_split  # passed in words so triton sees 16-byte alignment
+    k0 = w0 * 8
+    w_ptrs = w_ptr + rows[:, None, None] * stride_wn + (w0 + word_in_step)[None, :, :]
+    s_ptrs = s_ptr + rows[:, None] * stride_sn + (w0 // WPG + tl.arange(0, G))[None, :]
+    a_ptrs = a_ptr + tl.minimum(offs_m, M - 1)[:, None] * stride_am + (k0 + offs_k)[None, :] * stride_ak
 
     acc = tl.full((BLOCK_N, BLOCK_M), 0.0, tl.float32)
-    acc3 = tl.full((BLOCK_N, NSB, BPS), 0.0, tl.float32)  # FMA path only
-    kb0 = pid_k * (k_per_split // 2)
-    # weights and scales are prefetched one step ahead in registers, so each step's DRAM loads are
-    # in flight while the previous step decodes and multiplies
-    kb = kb0 + byte_in_step  # [NSB, BPS] byte index along K//2
-    byte_nx = tl.load(w_rows + kb[None, :, :], mask=n_ok[:, None, None] & (kb < half_k)[None, :, :], other=0)
-    si = kb0 // BPS + offs_g
-    s_nx = tl.load(s_rows + si[None, :], mask=n_ok[:, None] & (si < n_scales)[None, :], other=0)
     for it in range(ITERS):
-        kb_step = kb0 + it * BYTES
-        byte = byte_nx
-        s_raw = s_nx.to(tl.int32)
-        more = it + 1 < ITERS
-        kb = kb_step + BYTES + byte_in_step
-        byte_nx = tl.load(w_rows + kb[None, :, :], mask=n_ok[:, None, None] & (kb < half_k)[None, :, :] & more, other=0)
-        si = (kb_step + BYTES) // BPS + offs_g
-        s_nx = tl.load(s_rows + si[None, :], mask=n_ok[:, None] & (si < n_scales)[None, :] & more, other=0)
-        if FMA:
-            # M = 1 without tensor cores: everything stays in the weights' [BLOCK_N, NSB, BPS]
-            # layout (no reshape, no operand shuffles); one FMA per weight, one reduction at the end
-            # x arrives as int32 words, each the bf16 pair (x[2j], x[2j+1]) that byte j multiplies:
-            # one wide load per pair, and bf16 -> fp32 is a shift or a mask
-            kb = kb_step + byte_in_step
-            xw = tl.load(a_ptr + kb, mask=kb < half_k, other=0)
-            xe = (xw << 16).to(tl.float32, bitcast=True)
-            xo = (xw & -65536).to(tl.float32, bitcast=True)
+        if EVEN_K:
+            word = tl.load(w_ptrs)
+            s_raw = tl.load(s_ptrs).to(tl.int32)
+        else:
+            # past K: x is 0 and the scale byte 0 (finite), so the tail adds exactly nothing
+            kk = k0 + it * BLOCK_K
+            word = tl.load(w_ptrs, mask=(kk // 8 + word_in_step < K // 8)[None, :, :], other=0)
+            s_raw = tl.load(s_ptrs, mask=(kk // (8 * WPG) + tl.arange(0, G) < K // (8 * WPG))[None, :], other=0)
+            s_raw = s_raw.to(tl.int32)
+        if EVEN_K:
+            x = tl.load(a_ptrs)
+        else:
+            x = tl.load(a_ptrs, mask=(kk + offs_k < K)[None, :], other=0.0)
+        # A's columns in the decode's order: per 8 columns 0, 2, 4, 6, 1, 3, 5, 7 (a register shuffle)
+        x = tl.reshape(tl.permute(tl.reshape(x, (BLOCK_M, WORDS, 4, 2)), (0, 1, 3, 2)), (BLOCK_M, BLOCK_K))
+        if FAST_BF16:
             if SCALE_KIND == 0:
                 sc = E8M0_TO_BF16(s_raw)
-            else:
-                sc = E4M3_TO_F32(s_raw).to(tl.bfloat16)
-            lo, hi = DECODE_BF16(byte, tl.broadcast_to(sc[:, :, None], (BLOCK_N, NSB, BPS)))
-            acc3 += lo.to(tl.float32) * xe[None, :, :] + hi.to(tl.float32) * xo[None, :, :]
-        # activations transposed: [BYTES, BLOCK_M], even and odd columns of A
-        kk = kb_step + offs_b
-        a_mask = (kk < half_k)[:, None] & m_ok[None, :]
-        a_even = a_ptr + offs_m[None, :] * stride_am + (2 * kk)[:, None] * stride_ak
-        if FMA:
-            pass
-        elif FAST_BF16:
-            if SCALE_KIND == 0:
-                sc = E8M0_TO_BF16(s_raw)
-            else:
-                sc = E4M3_TO_F32(s_raw).to(tl.bfloat16)
-            lo, hi = DECODE_BF16(byte, tl.broadcast_to(sc[:, :, None], (BLOCK_N, NSB, BPS)))
-            lo = tl.reshape(lo, (BLOCK_N, BYTES))
-            hi = tl.reshape(hi, (BLOCK_N, BYTES))
-            xe = tl.load(a_even, mask=a_mask, other=0.0).to(tl.bfloat16)
-            xo = tl.load(a_even + stride_ak, mask=a_mask, other=0.0).to(tl.bfloat16)
-            acc = tl.dot(lo, xe, acc)
-            acc = tl.dot(hi, xo, acc)
+            else:  # the hardware's e4m3 conversion (compiled only: the interpreter's flushes subnormals)
+                sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.bfloat16)
+            sc = tl.broadcast_to(sc[:, :, None], (BLOCK_N, G, WPG))
+            o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_BF16(word, sc)
+            w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
+            acc = tl.dot(w, tl.trans(x.to(tl.bfloat16)), acc)
         else:
             if SCALE_KIND == 0:
                 sc = E8M0_TO_F32(s_raw)
             else:
                 sc = E4M3_TO_F32(s_raw)
-            b = byte.to(tl.int32)
-            lo = tl.reshape(FP4_TO_F32(b & 15) * sc[:, :, None], (BLOCK_N, BYTES))
-            hi = tl.reshape(FP4_TO_F32((b >> 4) & 15) * sc[:, :, None], (BLOCK_N, BYTES))
-            xe = tl.load(a_even, mask=a_mask, other=0.0).to(tl.float32)
-            xo = tl.load(a_even + stride_ak, mask=a_mask, other=0.0).to(tl.float32)
-            acc = tl.dot(lo, xe, acc, input_precision="ieee")
-            acc = tl.dot(hi, xo, acc, input_precision="ieee")
+            sc = tl.broadcast_to(sc[:, :, None], (BLOCK_N, G, WPG))
+            o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
+            w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
+            acc = tl.dot(w, tl.trans(x.to(tl.float32)), acc, input_precision="ieee")
+        w_ptrs += WORDS
+        s_ptrs += G
+        a_ptrs += BLOCK_K * stride_ak
 
-    if FMA:
-        # row 0 of the result: the FMA partials summed (columns 1.. are masked off by m_ok)
-        acc = tl.where(offs_m[None, :] == 0, tl.sum(tl.sum(acc3, 2), 1)[:, None], 0.0)
     if HAS_G:
-        acc = acc * tl.load(g_ptr + offs_n * stride_g, mask=n_ok, other=0.0)[:, None]
+        acc = acc * tl.load(g_ptr + rows * stride_g)[:, None]
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + rows).to(tl.float32)
         acc = acc + tl.where(pid_k == 0, 1.0, 0.0) * bias[:, None]
     c_ptrs = c_ptr + offs_m[None, :] * stride_cm + offs_n[:, None]
-    c_mask = n_ok[:, None] & m_ok[None, :]
+    c_mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
     if ATOMIC:
         tl.atomic_add(c_ptrs, acc, mask=c_mask)
     else:
@@ -209,8 +197,101 @@ def _fp4_gemv(
 
 
 fp4_gemv_kernel = kernel(
-    _fp4_gemv, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, E8M0_TO_BF16=e8m0_to_bf16,
-    DECODE_BF16=(decode_bf16_asm, decode_bf16_bits),
+    _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, E8M0_TO_BF16=e8m0_to_bf16,
+    FP4_TO_F32=h.fp4_to_f32, DECODE8_BF16=decode8_asm, DECODE8_F32=decode8_f32, JOIN8=join8,
+)
+
+
+def _fp4_gemv1(
+    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
+    N, K, words_per_split,
+    stride_ak, stride_wn, stride_sn, stride_g,
+    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+    E4M3_NATIVE: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ITERS: tl.constexpr,
+    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, FP4_TO_F32: tl.constexpr, DOT8: tl.constexpr,
+    LASTSUM: tl.constexpr,
+):
+    """M = 1 on the CUDA cores. A lane owns whole scale groups: their words arrive in one 16-byte
+    (MXFP4) or 8-byte (NVFP4) load, their scale byte in one more, and A's columns for word slot j of
+    every group as a [G, 8] load; with num_warps * 32 == G those share the lane's layout (no
+    shuffles). Products and sums are fp32; the block scale multiplies each group's sum."""
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    WPG: tl.constexpr = 4 if SCALE_KIND == 0 else 2  # int32 words per block scale
+    G: tl.constexpr = BLOCK_K // (8 * WPG)  # groups per row per step
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = tl.minimum(offs_n, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
+    w0 = pid_k * words_per_split
+    offs_g = tl.arange(0, G)
+    word_in_step = offs_g[:, None] * WPG + tl.arange(0, WPG)[None, :]  # [G, WPG]
+    w_ptrs = w_ptr + rows[:, None, None] * stride_wn + (w0 + word_in_step)[None, :, :]
+    # max_contiguous: one scale byte per load, so scales land in the groups' layout (no shuffle)
+    s_ptrs = s_ptr + rows[:, None] * stride_sn + tl.max_contiguous(w0 // WPG + offs_g, [1])[None, :]
+    x_cols = offs_g[:, None] * (8 * WPG) + tl.arange(0, 8)[None, :]  # [G, 8]: word slot 0 of each group
+    shape: tl.constexpr = (BLOCK_N, G)
+    acc = tl.full(shape, 0.0, tl.float32)
+    for it in range(ITERS):
+        k_step = w0 * 8 + it * BLOCK_K
+        if EVEN_K:
+            word = tl.load(w_ptrs)
+            s_raw = tl.load(s_ptrs).to(tl.int32)
+        else:  # past K: A is 0 and the scale byte 0 (finite), so the tail adds exactly nothing
+            word = tl.load(w_ptrs, mask=(k_step // 8 + word_in_step < K // 8)[None, :, :], other=0)
+            s_raw = tl.load(s_ptrs, mask=(k_step // (8 * WPG) + offs_g < K // (8 * WPG))[None, :], other=0)
+            s_raw = s_raw.to(tl.int32)
+        # the group's words as separate [BN, G] tensors (register renames)
+        if WPG == 4:
+            wa, wb = tl.split(tl.reshape(word, (BLOCK_N, G, 2, 2)))
+            wj0, wj2 = tl.split(wa)
+            wj1, wj3 = tl.split(wb)
+        else:
+            wj0, wj1 = tl.split(word)
+            wj2 = wj0
+            wj3 = wj1
+        p = tl.full(shape, 0.0, tl.float32)
+        for j in tl.static_range(WPG):
+            cols = k_step + j * 8 + x_cols
+            if EVEN_K:
+                x8 = tl.load(a_ptr + cols * stride_ak).to(tl.float32)
+            else:
+                x8 = tl.load(a_ptr + cols * stride_ak, mask=cols < K, other=0.0).to(tl.float32)
+            xe, xo = tl.split(tl.reshape(x8, (G, 4, 2)))
+            x04, x26 = tl.split(tl.reshape(xe, (G, 2, 2)))
+            x15, x37 = tl.split(tl.reshape(xo, (G, 2, 2)))
+            x0, x4 = tl.split(x04)
+            x2, x6 = tl.split(x26)
+            x1, x5 = tl.split(x15)
+            x3, x7 = tl.split(x37)
+            wj = wj0 if j == 0 else (wj1 if j == 1 else (wj2 if j == 2 else wj3))
+            p += DOT8(wj, tl.broadcast_to(x0[None, :], shape), tl.broadcast_to(x1[None, :], shape),
+                      tl.broadcast_to(x2[None, :], shape), tl.broadcast_to(x3[None, :], shape),
+                      tl.broadcast_to(x4[None, :], shape), tl.broadcast_to(x5[None, :], shape),
+                      tl.broadcast_to(x6[None, :], shape), tl.broadcast_to(x7[None, :], shape), FP4_TO_F32)
+        if SCALE_KIND == 0:
+            sc = E8M0_TO_F32(s_raw)
+        elif E4M3_NATIVE:  # the hardware's conversion (compiled only: the interpreter's flushes subnormals)
+            sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+        else:
+            sc = E4M3_TO_F32(s_raw)
+        acc += p * sc
+        w_ptrs += BLOCK_K // 8
+        s_ptrs += G
+
+    out = LASTSUM(acc)
+    if HAS_G:
+        out = out * tl.load(g_ptr + rows * stride_g)
+    if HAS_BIAS:
+        out = out + tl.where(pid_k == 0, 1.0, 0.0) * tl.load(bias_ptr + rows).to(tl.float32)
+    if ATOMIC:
+        tl.atomic_add(c_ptr + offs_n, out, mask=offs_n < N)
+    else:
+        tl.store(c_ptr + offs_n, out.to(c_ptr.dtype.element_ty), mask=offs_n < N)
+
+
+fp4_gemv1_kernel = kernel(
+    _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, FP4_TO_F32=h.fp4_to_f32,
+    DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
 )
 
 SMS = 132  # H100; only sizes the split-K heuristic
@@ -220,23 +301,36 @@ TUNED: dict[tuple[int, int, int], tuple] = {}
 
 
 def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tuple:
-    """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages[, fma]); fma=1 (M = 1, GPU, bf16 only)
-    multiplies on the CUDA cores instead of the tensor cores."""
+    """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
     if device.type == "cpu":
         return 16, 64, 1, 4, 1
     tuned = TUNED.get((scale_kind, n, k))
     if tuned is not None:
         return tuned
-    # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md): M = 1 fastest on the CUDA
-    # cores with 16-row programs, M >= 2 on the tensor cores with 64-row programs; split K until
-    # every SM has several programs, each split keeping >= 1024 K elements
-    fma = int(m == 1)
-    bn, bk, want = (32, 256, SMS) if fma else (64, 256, 4 * SMS)
+    # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
+    # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
+    # 4 rows per program, so there are many programs. M >= 2 (tensor cores): 32-row tiles split 4 ways
+    # along K. Split K (fp32 atomics, two more launches) until the SMs have several programs each.
+    if m == 1:
+        bn, bk, warps, stages, want = 4, 1024, 1, 1, 8 * SMS
+    else:
+        bn, bk, warps, stages, want = 32, 128, 4, 3, 4 * SMS
     ctas = triton.cdiv(n, bn)
     split = 1
-    while ctas * split < want and k // (split * 2) >= 1024 and split < 4:
+    while ctas * split < want and k // (split * 2) >= max(bk, 1024):
         split *= 2
-    return (bn, bk, split, 4, 4, 1) if fma else (bn, bk, split, 4, 3, 0)
+    return bn, bk, split, warps, stages
+
+
+def _block_k(k: int, bk: int, group: int) -> int:
+    """BLOCK_K for this K: bk halved while it exceeds K (>= one scale group), or down to the
+    largest power of two that divides K if that stays >= bk / 4 (no masked tail step)."""
+    while bk > group and k < bk:
+        bk //= 2
+    exact = bk
+    while exact > group and k % exact:
+        exact //= 2
+    return exact if k % exact == 0 and exact * 4 >= bk else max(bk, group)
 
 
 def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind: int, *, g=None, bias=None,
@@ -244,13 +338,23 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
              cfg: tuple | None = None, fast: bool | None = None) -> torch.Tensor:
     """A [M <= 16, K] x fp4 W [N, K//2] (scales [N, K//G], g [N] fp32, any stride) -> C [M, N].
 
-    fast=False forces the fp32 decode on a GPU (the benchmark's measure of what the PTX decode buys)."""
+    fast=False forces the fp32 decode and dot on a GPU for M >= 2 (the benchmark's measure of what the
+    PTX decode buys)."""
     m, k = a.shape
     n = w.shape[0]
-    w, scales = w.view(torch.uint8), scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
     if m > MAX_M:
         raise ValueError(f"fp4_gemv: M={m} > {MAX_M}; use fp4_gemm")
-    bn, bk, split, warps, stages, *rest = cfg or config(m, n, k, scale_kind, a.device)
+    if k % 8:
+        raise ValueError(f"fp4_gemv: K={k} is not a multiple of 8 (whole int32 words of codes)")
+    w = w.view(torch.uint8)
+    if w.stride(-1) != 1 or w.stride(0) % 4 or w.storage_offset() % 4:
+        w = w.contiguous()
+    words = w.view(torch.int32)  # 8 codes per word; rows stay 4-byte aligned (K % 8 == 0)
+    scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
+    bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device)
+    # M = 1: whole groups per lane, a ragged K masks its last step
+    grp = GROUP[scale_kind]
+    bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
     out_dtype = out_dtype or a.dtype
     atomic = split > 1
     if atomic:
@@ -259,18 +363,24 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         acc = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     grid = (triton.cdiv(n, bn), triton.cdiv(k, k_per_split))
-    fast = (a.device.type != "cpu" and not dot_in_fp32(a)) if fast is None else (fast and a.device.type != "cpu")
-    # FMA path: M = 1, compiled (tl.sum is bound to one mode, see _launch), bf16 x with unit stride
-    fma = (bool(rest and rest[0]) and m == 1 and fast and a.dtype == torch.bfloat16 and a.stride(1) == 1
-           and a.storage_offset() % 2 == 0)
-    a_arg = a.view(torch.int32) if fma else a
-    fp4_gemv_kernel.on(a.device)[grid](
-        a_arg, w, scales, g if g is not None else acc, bias if bias is not None else acc, acc,
-        m, n, k, k_per_split,
-        a.stride(0), a.stride(1), w.stride(0), scales.stride(0), g.stride(0) if g is not None else 0, acc.stride(0),
-        SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, FAST_BF16=fast, FMA=fma,
-        BLOCK_M=MAX_M, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages,
-    )
+    even_k = k_per_split * grid[1] == k
+    common = dict(SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, EVEN_K=even_k,
+                  BLOCK_N=bn, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages)
+    g_arg, bias_arg = (g if g is not None else acc), (bias if bias is not None else acc)
+    g_stride = g.stride(0) if g is not None else 0
+    if m == 1:
+        fp4_gemv1_kernel.on(a.device)[grid](
+            a, words, scales, g_arg, bias_arg, acc, n, k, k_per_split // 8,
+            a.stride(1), words.stride(0), scales.stride(0), g_stride,
+            E4M3_NATIVE=a.device.type != "cpu", BLOCK_K=bk, **common,
+        )
+    else:
+        fast = (a.device.type != "cpu" and not dot_in_fp32(a)) if fast is None else (fast and a.device.type != "cpu")
+        fp4_gemv_kernel.on(a.device)[grid](
+            a, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
+            a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, acc.stride(0),
+            FAST_BF16=fast, BLOCK_M=MAX_M, BLOCK_K=bk, **common,
+        )
     if atomic:
         out = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
         out.copy_(acc)

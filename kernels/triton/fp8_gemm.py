@@ -11,6 +11,8 @@ On a GPU fp8 tiles go to tl.dot natively; interpreted (CPU) runs decode the e4m3
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -82,6 +84,86 @@ def _fp8_gemm(
 fp8_gemm_kernel = kernel(_fp8_gemm, E4M3_TO_F32=h.e4m3_to_f32)
 
 
+@triton.jit
+def _fp8_gemm_tma(
+    a_desc, w_desc, ws_ptr, as_ptr, bias_ptr, c_ptr, M, N, K, stride_cm,
+    PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, NUM_SMS: tl.constexpr, FLATTEN: tl.constexpr,
+    WARP_SPECIALIZE: tl.constexpr,
+):
+    """W8A8 on Hopper: a persistent grid (one program per SM walks the output tiles in grouped
+    order) fed by the copy engine (TMA descriptors), so loads need no address arithmetic."""
+    grid_m = tl.cdiv(M, BLOCK_M)
+    grid_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    scale_a = tl.load(as_ptr)
+    if not PER_CHANNEL:
+        scale_a = scale_a * tl.load(ws_ptr)
+    for tile in tl.range(tl.program_id(0), grid_m * grid_n, NUM_SMS, flatten=FLATTEN,
+                         warp_specialize=WARP_SPECIALIZE):
+        width = GROUP_M * grid_n
+        first_m = (tile // width) * GROUP_M
+        size_m = tl.minimum(grid_m - first_m, GROUP_M)
+        pid_m = first_m + (tile % width) % size_m
+        pid_n = (tile % width) // size_m
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+        for kt in range(k_tiles):
+            a = a_desc.load([off_m, kt * BLOCK_K])
+            w = w_desc.load([off_n, kt * BLOCK_K])
+            acc = tl.dot(a, w.T, acc)
+        offs_m = off_m + tl.arange(0, BLOCK_M)
+        offs_n = off_n + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        acc = acc * scale_a
+        if PER_CHANNEL:
+            acc = acc * tl.load(ws_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
+        if HAS_BIAS:
+            acc = acc + tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        c_ptrs = c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :]
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m < M)[:, None] & n_ok[None, :])
+
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages, flatten, warp_specialize)
+TMA_CONFIG = (128, 256, 128, 8, 8, 3, False, False)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_facts(index: int) -> tuple[tuple[int, int], int]:
+    """(compute capability, SM count), asked once per device: this is on every GEMM's host path."""
+    props = torch.cuda.get_device_properties(index)
+    return (props.major, props.minor), props.multi_processor_count
+
+
+def tma_usable(a: torch.Tensor, w: torch.Tensor) -> bool:
+    """The persistent TMA kernel: Hopper or newer NVIDIA GPUs, prefill-sized M, 16-byte strides."""
+    if a.device.type != "cuda" or torch.version.hip is not None:
+        return False
+    m, k = a.shape
+    return (_device_facts(a.device.index or 0)[0] >= (9, 0) and m >= 256 and k % 16 == 0
+            and a.stride(0) % 16 == 0 and w.stride(0) % 16 == 0 and a.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0)
+
+
+def fp8_gemm_tma(a: torch.Tensor, w: torch.Tensor, ws: torch.Tensor, a_s: torch.Tensor, bias, c: torch.Tensor,
+                 config: tuple | None = None) -> torch.Tensor:
+    """c = (a @ w^T) * a_s * ws (+ bias) for fp8 a [M, K], w [N, K] (see tma_usable)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    bm, bn, bk, gm, warps, stages, flatten, ws_flag = config or TMA_CONFIG
+    m, k = a.shape
+    n = w.shape[0]
+    sms = _device_facts(a.device.index or 0)[1]
+    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
+    _fp8_gemm_tma[(min(sms, tiles),)](
+        TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(w, [bn, bk]),
+        ws, a_s, bias if bias is not None else ws, c, m, n, k, c.stride(0),
+        PER_CHANNEL=ws.numel() != 1, HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm,
+        NUM_SMS=min(sms, tiles), FLATTEN=flatten, WARP_SPECIALIZE=ws_flag, num_warps=warps, num_stages=stages,
+    )
+    return c
+
+
 def _config(m: int, n: int, k: int, device: torch.device, w8a8: bool) -> tuple[int, int, int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages)."""
     if device.type == "cpu":
@@ -94,8 +176,13 @@ def _config(m: int, n: int, k: int, device: torch.device, w8a8: bool) -> tuple[i
 
 
 def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_scale=None,
-             out: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
-    """x [..., K] @ (w_fp8 [N, K] * w_scale)^T -> [..., N] in x.dtype (or `out`, shaped like it)."""
+             out: torch.Tensor | None = None, config: tuple | None = None,
+             out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """x [..., K] @ (w_fp8 [N, K] * w_scale)^T -> [..., N] in x.dtype (or `out`, shaped like it).
+
+    x may already be float8_e4m3fn (activations quantized by the caller): then input_scale is its
+    scale and is required, and the output dtype is out_dtype (default bf16). On Hopper, W8A8 at
+    prefill sizes runs the persistent TMA kernel (an 8-entry config picks it explicitly)."""
     if w_fp8.dim() != 2 or w_fp8.dtype != torch.float8_e4m3fn:
         raise ValueError(f"fp8_gemm: weight must be float8_e4m3fn [N, K], got {w_fp8.dtype} {tuple(w_fp8.shape)}")
     n, k = w_fp8.shape
@@ -110,14 +197,21 @@ def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_
         raise ValueError(f"fp8_gemm: w_scale has {ws.numel()} values for N={n} rows")
     ws = ws.reshape(-1).contiguous()
     w8a8 = input_scale is not None
+    prequantized = x.dtype == torch.float8_e4m3fn
+    if prequantized and not w8a8:
+        raise ValueError("fp8_gemm: float8 activations need their input_scale")
+    c_dtype = (out_dtype or torch.bfloat16) if prequantized else x.dtype
     if w8a8:
         a_s = torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(1)
-        a = fp8_quant(x2, a_s)
+        a = x2 if prequantized else fp8_quant(x2, a_s)
     else:
         a_s = ws
         a = x2 if x2.stride(-1) == 1 else x2.contiguous()
     w = w_fp8 if w_fp8.stride(-1) == 1 else w_fp8.contiguous()
-    c = check_out(None if out is None else out.view(m, n), (m, n), x.dtype, x.device, "fp8_gemm")
+    c = check_out(None if out is None else out.view(m, n), (m, n), c_dtype, x.device, "fp8_gemm")
+    if w8a8 and m and (len(config) == 8 if config else tma_usable(a, w)):
+        fp8_gemm_tma(a if a.stride(-1) == 1 else a.contiguous(), w, ws, a_s, bias, c, config)
+        return out if out is not None else c.reshape(*lead, n)
     bm, bn, bk, gm, warps, stages = config or _config(m, n, k, x.device, w8a8)
     native = x.device.type != "cpu"
     if not native:

@@ -61,6 +61,22 @@ def test_env_var_override_and_explicit_wins(op, monkeypatch):
         R.select(op, CPU)  # env request is a request: no fallback
 
 
+def test_declined_arguments_hand_over_only_when_unrequested(op):
+    """A backend whose function declines these arguments (BackendUnavailable) passes them to the
+    next preferred backend when nobody asked for it; asked for by name, its refusal is the error."""
+    def picky(x):
+        if x == "dynamic":
+            raise R.BackendUnavailable(op, "picky", "dynamic scales are not my path")
+        return ("picky", x)
+
+    R.register_backend(op, "picky", picky, lambda ctx: True, priority=1)
+    assert R.run(op, GPU, ("static",), {})[1] == ("picky", "static")
+    backend, out = R.run(op, GPU, ("dynamic",), {})
+    assert (backend.name, out) == ("fast", ("fast", "dynamic"))
+    with pytest.raises(R.BackendUnavailable, match="dynamic scales are not my path"):
+        R.run(op, GPU, ("dynamic",), {}, "picky")
+
+
 def test_layout_is_never_mixed(op):
     R.register_backend(op, "shuffled", lambda x: ("shuffled", x), lambda ctx: True, priority=1, layout="trtllm")
     assert R.select(op, GPU).name == "fast"

@@ -1,0 +1,40 @@
+"""One FP4 GEMV configuration, launched a few times, for Nsight Compute (GPU only):
+
+  ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+      --section WarpStateStats --section MemoryWorkloadAnalysis \
+      python3 bench/gemv_profile.py --kind mxfp4 --m 1 --cfg 4,1024,1,1,1
+
+N = K = 8192 as in bench_kernels.py; --cfg is (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages),
+default: the kernel's own choice."""
+import argparse
+import sys
+
+import torch
+
+sys.path.insert(0, "bench")
+from bench_kernels import _fp4_weights  # noqa: E402
+from qcert.kernels.triton import fp4_gemv as fv  # noqa: E402
+
+N = K = 8192
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
+    p.add_argument("--m", type=int, default=1)
+    p.add_argument("--cfg", help="BLOCK_N,BLOCK_K,split,warps,stages")
+    a = p.parse_args()
+    sets, _, _ = _fp4_weights(a.kind, N, K)
+    kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
+    cfg = tuple(int(v) for v in a.cfg.split(",")) if a.cfg else None
+    x = torch.randn(a.m, K, device="cuda", dtype=torch.bfloat16)
+    for i in range(3):
+        wp, ws, s2 = sets[i % len(sets)]
+        g = None if s2 is None else s2.float().reshape(-1).expand(N)
+        fv.fp4_gemv(x, wp, ws, kind, g=g, cfg=cfg)
+    torch.cuda.synchronize()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Compile an FP4 GEMV kernel for sm_90a on this machine (no GPU needed) and count the SASS
+instructions in its main loop, per weight: the cheapest measure of a decode change.
+
+  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1
+  python bench/sass_count.py --m 16 --kind nvfp4 --cfg 32,128,4,4,3
+
+--cfg is (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages) as in fp4_gemv.config. Uses the local
+triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's: compare variants
+with each other, and confirm on the device. Pointer arguments are marked 16-byte aligned and
+strides divisible by 16, as the JIT specializes them at N = K = 8192.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from qcert.kernels.triton import fp4_gemv as fv
+
+K = 8192
+
+
+def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int, stages: int):
+    fn = kernel._compiled
+    names = fn.arg_names
+    const = {**const, **kernel._compiled_helpers}
+    sig = {n: ("constexpr" if n in const else types.get(n, "i32")) for n in names}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in div16 if n in names}
+    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs),
+                          target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+
+
+def sass_of(compiled) -> str:
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        return subprocess.run([str(tool), "-sass", f.name], capture_output=True, text=True, check=True).stdout
+
+
+def loops(sass: str) -> list[collections.Counter]:
+    """Opcode counts of each backward-branch loop body."""
+    ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)]
+    out = []
+    for addr, text in ins:
+        target = re.search(r"0x([0-9a-f]+)", text) if "BRA" in text else None
+        if target and int(target.group(1), 16) < addr:
+            lo = int(target.group(1), 16)
+            ops = [t.split()[1] if t.startswith("@") else t.split()[0] for a, t in ins if lo <= a <= addr]
+            out.append(collections.Counter(re.sub(r"\..*", "", op) for op in ops))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--m", type=int, default=1)
+    p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
+    p.add_argument("--cfg", default="4,1024,1,1,1")
+    a = p.parse_args(argv)
+    bn, bk, _split, warps, stages = (int(v) for v in a.cfg.split(","))
+    kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
+    types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
+    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True, BLOCK_N=bn,
+                  BLOCK_K=bk, ITERS=K // bk, stride_ak=1)
+    div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
+             "stride_cm"]
+    if a.m == 1:
+        kernel, const = fv.fp4_gemv1_kernel, dict(common, E4M3_NATIVE=True)
+    else:
+        kernel, const = fv.fp4_gemv_kernel, dict(common, FAST_BF16=True, BLOCK_M=fv.MAX_M)
+    compiled = compile_sm90(kernel, types, const, div16, warps, stages)
+    weights = bn * bk / (32 * warps)  # per thread per loop iteration
+    for counts in loops(sass_of(compiled)):
+        total = sum(counts.values())
+        top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))
+        print(f"{a.kind} M={a.m} cfg {a.cfg}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
