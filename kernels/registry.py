@@ -270,14 +270,17 @@ def run(op: str, ctx: OpContext, args: tuple, kwargs: dict, requested: str | Non
 
     A backend's function may still decline its arguments with BackendUnavailable (a scope its
     capability check cannot see: dynamic activation scales, a shape its library refuses). A
-    requested backend's refusal is raised; an unrequested one hands over to the next preferred
-    backend, before it has written anything."""
+    requested backend's refusal is raised; an unrequested one hands over, before it has written
+    anything, to the next preferred backend of the same layout, and last to that layout's
+    on-request stand-ins (weights already in a kernel layout need a backend that reads it)."""
     first = select(op, ctx, requested, layout=layout)
     if requested is not None or os.environ.get(env_var(op)):
         return first, first.fn(*args, **kwargs)
     o = _get(op)
+    fits = _fits(o, layout)[1]
+    standins = [b for b in backends(op) if b.on_request and fits(b) and b.check(ctx) is None]
     declined = []
-    for b in _preferred(o, ctx, _fits(o, layout)[1]):
+    for b in _preferred(o, ctx, fits) + standins:
         try:
             return b, b.fn(*args, **kwargs)
         except BackendUnavailable as e:

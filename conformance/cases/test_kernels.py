@@ -124,7 +124,12 @@ def mxfp4_moe_inputs(g, device, t, h, i, e, k, dtype, act_qdq):
     return args, {"act_qdq": act_qdq}, "mxfp4"
 
 
-def nvfp4_moe_inputs(g, device, t, h, i, e, k, dtype):
+def _swiglu(h: torch.Tensor) -> torch.Tensor:
+    i = h.shape[-1] // 2
+    return torch.nn.functional.silu(h[..., :i]) * h[..., i:]
+
+
+def nvfp4_moe_inputs(g, device, t, h, i, e, k, dtype, input_scale=False):
     def per_expert(ws):
         q = [nv.quantize_nvfp4(w) for w in ws]
         return (torch.stack([a[j] for a in q]).to(device) for j in range(3))
@@ -133,7 +138,13 @@ def nvfp4_moe_inputs(g, device, t, h, i, e, k, dtype):
     w2, w2s, w2g = per_expert(_weights(g, e, h, i) * 0.2)
     tw, ids = _routing(g, t, e, k, device)
     x = _acts(g, t, h, dtype, device)
-    return (x, w13, w13s, w13g, w2, w2s, w2g, tw, ids), {}, "nvfp4"
+    kwargs = {}
+    if input_scale:  # W4A4: one activation scale per GEMM, calibrated on these inputs for all experts
+        inter = max(float(_swiglu(x.float() @ nv.dequantize_nvfp4(w13[j], w13s[j], w13g[j]).T).abs().max())
+                    for j in range(e))
+        kwargs = dict(w13_input_scale=(x.float().abs().max() / (448 * 6)).reshape(1),
+                      w2_input_scale=torch.tensor([inter / (448 * 6)], device=device))
+    return (x, w13, w13s, w13g, w2, w2s, w2g, tw, ids), kwargs, "nvfp4"
 
 
 # (op, input builder, list of (id, params)) -- CPU shapes stay small (interpreted kernels)
@@ -161,6 +172,7 @@ CPU_CASES = {
     ]),
     "nvfp4_moe": (nvfp4_moe_inputs, [
         ("w4a16", dict(t=5, h=48, i=32, e=5, k=2, dtype=torch.bfloat16)),
+        ("w4a4", dict(t=4, h=48, i=32, e=4, k=2, dtype=torch.bfloat16, input_scale=True)),
     ]),
 }
 
@@ -192,6 +204,7 @@ GPU_CASES = {
     ]),
     "nvfp4_moe": (nvfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
+        ("w4a4", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, input_scale=True)),
     ]),
 }
 

@@ -77,6 +77,21 @@ def test_declined_arguments_hand_over_only_when_unrequested(op):
         R.run(op, GPU, ("dynamic",), {}, "picky")
 
 
+def test_declined_arguments_reach_the_layouts_stand_in(op):
+    """Weights already in a kernel layout: when the layout's only chosen backend declines, its
+    on-request stand-in (never chosen first) computes instead; with no stand-in the error names why."""
+    def picky(x):
+        raise R.BackendUnavailable(op, "kern", "not my path")
+
+    R.register_backend(op, "kern", picky, lambda ctx: True, priority=1, layout="tiled")
+    with pytest.raises(R.BackendUnavailable, match="declined these arguments.*not my path"):
+        R.run(op, GPU, ("x",), {}, layout="tiled")
+    R.register_backend(op, "standin", lambda x: ("standin", x), lambda ctx: True, priority=90, layout="tiled",
+                       on_request=True)
+    assert R.select(op, GPU, layout="tiled").name == "kern"
+    assert R.run(op, GPU, ("x",), {}, layout="tiled")[1] == ("standin", "x")
+
+
 def test_layout_is_never_mixed(op):
     R.register_backend(op, "shuffled", lambda x: ("shuffled", x), lambda ctx: True, priority=1, layout="trtllm")
     assert R.select(op, GPU).name == "fast"
