@@ -1,21 +1,24 @@
 """Small-M (decode) FP4 GEMM: C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]), M <= 16.
 
-A GEMV at M <= 16 streams N*K/2 bytes of packed weights once, so the kernel is shaped for
-bandwidth and for few instructions per weight (on the H100 the decode, not DRAM, was the limit):
+A GEMV at M <= 16 streams N*K/2 bytes of packed weights once, so both kernels are shaped for few
+instructions per weight and for loads that need no masks:
 - weights are read as int32 words (8 e2m1 codes each) in [BLOCK_N, groups, words-per-group]
   tiles, so one scale serves a whole 16-byte (MXFP4) or 8-byte (NVFP4) vector load;
-- one decode call turns a word into its 8 values, low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7):
-  that is the order the bf16x2 decode produces them in, and A's columns are permuted to match in
-  registers (a dot product does not care how K is ordered, only that both sides agree);
-- swap-AB on the tensor cores: W[BLOCK_N, k] @ A^T[k, 16], so one 16-row activation tile covers
-  every M <= 16 (rows past M re-read row M-1 and are never stored: loads need no masks);
-- rows past N re-read row N-1 (stores are masked), so only a ragged K needs masked loads.
+- rows past N re-read row N-1 (stores are masked), so only a ragged K needs masked loads;
+- M = 1 (`_fp4_gemv1`): CUDA cores, one warp per program, a lane owns whole scale groups and gets
+  A's columns for them in its own layout; PTX (`_DOT8`) decodes a word and sums its 8 products in
+  fp32, the block scale multiplies each group's sum;
+- M = 2..16 (`_fp4_gemv`): swap-AB on the tensor cores, W[BLOCK_N, k] @ A^T[k, 16], so one 16-row
+  activation tile covers every M (rows past M re-read row M-1 and are never stored). PTX (`_DECODE8`)
+  turns a word into its 8 bf16 values, low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7), the order the
+  bf16x2 arithmetic yields them; A's columns are permuted to match in registers (a dot product does
+  not care how K is ordered, only that both sides agree).
 
-Decode for bf16 activations on a GPU is PTX (`decode8_asm`): the e2m1 bits are moved into a bf16's
-exponent/mantissa field with shifts and masks, two weights per 32-bit register, then the missing
-exponent bias and the block scale are applied with two bf16x2 multiplies. The interpreter (CPU) and
-fp16/fp32 activations use the exact fp32 decode and an fp32 dot. Both give the same values: e2m1
-times a power of two (MXFP4) or an e4m3 value (NVFP4) has at most 6 significant bits, exact in bf16.
+The PTX moves the e2m1 bits into a bf16's exponent/mantissa field with shifts and masks, two
+weights per 32-bit register, then applies the missing exponent bias (and, for `_DECODE8`, the block
+scale) with bf16x2 multiplies. The interpreter (CPU) and fp16/fp32 activations at M >= 2 use the
+exact fp32 decode and an fp32 dot. All give the same values: e2m1 times a power of two (MXFP4) or
+an e4m3 value (NVFP4) has at most 6 significant bits, exact in bf16.
 
 Figures and the configurations tried: bench/results/h100-triton.md.
 """
@@ -149,15 +152,13 @@ def _fp4_gemv(
         if EVEN_K:
             word = tl.load(w_ptrs)
             s_raw = tl.load(s_ptrs).to(tl.int32)
+            x = tl.load(a_ptrs)
         else:
             # past K: x is 0 and the scale byte 0 (finite), so the tail adds exactly nothing
             kk = k0 + it * BLOCK_K
             word = tl.load(w_ptrs, mask=(kk // 8 + word_in_step < K // 8)[None, :, :], other=0)
             s_raw = tl.load(s_ptrs, mask=(kk // (8 * WPG) + tl.arange(0, G) < K // (8 * WPG))[None, :], other=0)
             s_raw = s_raw.to(tl.int32)
-        if EVEN_K:
-            x = tl.load(a_ptrs)
-        else:
             x = tl.load(a_ptrs, mask=(kk + offs_k < K)[None, :], other=0.0)
         # A's columns in the decode's order: per 8 columns 0, 2, 4, 6, 1, 3, 5, 7 (a register shuffle)
         x = tl.reshape(tl.permute(tl.reshape(x, (BLOCK_M, WORDS, 4, 2)), (0, 1, 3, 2)), (BLOCK_M, BLOCK_K))
