@@ -84,7 +84,6 @@ def _fp8_gemm(
 fp8_gemm_kernel = kernel(_fp8_gemm, E4M3_TO_F32=h.e4m3_to_f32)
 
 
-@triton.jit
 def _fp8_gemm_tma(
     a_desc, w_desc, ws_ptr, as_ptr, bias_ptr, c_ptr, M, N, K, stride_cm,
     PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -125,6 +124,9 @@ def _fp8_gemm_tma(
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m < M)[:, None] & n_ok[None, :])
 
 
+fp8_gemm_tma_kernel = kernel(_fp8_gemm_tma)  # GPU only (TMA); wrapped like the others so the
+# TRITON_INTERPRET setting at import time cannot turn it into an interpreted function
+
 # (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages, flatten, warp_specialize)
 TMA_CONFIG = (128, 256, 128, 8, 8, 3, False, False)
 
@@ -155,7 +157,7 @@ def fp8_gemm_tma(a: torch.Tensor, w: torch.Tensor, ws: torch.Tensor, a_s: torch.
     n = w.shape[0]
     sms = _device_facts(a.device.index or 0)[1]
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
-    _fp8_gemm_tma[(min(sms, tiles),)](
+    fp8_gemm_tma_kernel.on(a.device)[(min(sms, tiles),)](
         TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(w, [bn, bk]),
         ws, a_s, bias if bias is not None else ws, c, m, n, k, c.stride(0),
         PER_CHANNEL=ws.numel() != 1, HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm,
