@@ -135,6 +135,17 @@ GEMV_CFGS = [  # (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages); 1 warp: the
 ]
 
 
+def gemv_cfg(text: str) -> tuple[int, ...]:
+    """argparse type for a GEMV config "BLOCK_N,BLOCK_K,split_k,num_warps,num_stages"."""
+    try:
+        cfg = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        cfg = ()
+    if len(cfg) != 5 or min(cfg) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected five positive integers BLOCK_N,BLOCK_K,split_k,warps,stages")
+    return cfg
+
+
 def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
     sets, wdq, nbytes = _fp4_weights(kind, n, k)
     rows, sweep = [], []

@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, "bench")
-from bench_kernels import _fp4_weights  # noqa: E402
+from bench_kernels import _fp4_weights, gemv_cfg  # noqa: E402
 from qcert.kernels.triton import fp4_gemv as fv  # noqa: E402
 
 N = K = 8192
@@ -22,16 +22,15 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
     p.add_argument("--m", type=int, default=1)
-    p.add_argument("--cfg", help="BLOCK_N,BLOCK_K,split,warps,stages")
+    p.add_argument("--cfg", type=gemv_cfg, help="BLOCK_N,BLOCK_K,split,warps,stages")
     a = p.parse_args()
     sets, _, _ = _fp4_weights(a.kind, N, K)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
-    cfg = tuple(int(v) for v in a.cfg.split(",")) if a.cfg else None
     x = torch.randn(a.m, K, device="cuda", dtype=torch.bfloat16)
     for i in range(3):
         wp, ws, s2 = sets[i % len(sets)]
         g = None if s2 is None else s2.float().reshape(-1).expand(N)
-        fv.fp4_gemv(x, wp, ws, kind, g=g, cfg=cfg)
+        fv.fp4_gemv(x, wp, ws, kind, g=g, cfg=a.cfg)
     torch.cuda.synchronize()
     return 0
 

@@ -26,6 +26,9 @@ from triton.compiler import ASTSource
 
 from qcert.kernels.triton import fp4_gemv as fv
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_kernels import gemv_cfg  # noqa: E402
+
 K = 8192
 
 
@@ -64,9 +67,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
-    p.add_argument("--cfg", default="4,1024,1,1,1")
+    p.add_argument("--cfg", type=gemv_cfg, default=(4, 1024, 1, 1, 1))
     a = p.parse_args(argv)
-    bn, bk, _split, warps, stages = (int(v) for v in a.cfg.split(","))
+    bn, bk, _split, warps, stages = a.cfg
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True, BLOCK_N=bn,
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
         top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))
-        print(f"{a.kind} M={a.m} cfg {a.cfg}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
+        print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
     return 0
 
 

@@ -21,6 +21,7 @@ import importlib.util
 import torch
 
 from .fp8 import to_e4m3_saturating
+from .nvfp4 import moe_activation_scale
 from .registry import BackendUnavailable, OpContext, register_backend
 
 BACKEND = "flashinfer"
@@ -84,16 +85,14 @@ def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_wei
               w13_input_scale=None, w2_input_scale=None, out=None):
     if w13_input_scale is None or w2_input_scale is None:
         raise BackendUnavailable("nvfp4_moe", BACKEND, "the TRT-LLM FP4 MoE takes NVFP4 activations (W4A4) only")
-    a1, a2 = (torch.as_tensor(s, dtype=torch.float32, device=x.device).reshape(-1) for s in (w13_input_scale, w2_input_scale))
-    if bool((a1 != a1[0]).any()) or bool((a2 != a2[0]).any()):
-        raise BackendUnavailable("nvfp4_moe", BACKEND, "per-expert activation input scales that differ")
+    a1, a2 = (moe_activation_scale(s, x.device, BACKEND) for s in (w13_input_scale, w2_input_scale))
     import flashinfer
     from flashinfer.tllm_enums import RoutingMethodType
 
     e, two_i, _ = w13.shape
-    xq, xs = flashinfer.fp4_quantize(x, (1.0 / a1[0]).reshape(1), is_sf_swizzled_layout=False)
-    g1 = a1[0] * w13_scale_2.to(torch.float32).reshape(-1).expand(e)
-    g2 = a2[0] * w2_scale_2.to(torch.float32).reshape(-1).expand(e)
+    xq, xs = flashinfer.fp4_quantize(x, (1.0 / a1).reshape(1), is_sf_swizzled_layout=False)
+    g1 = a1 * w13_scale_2.to(torch.float32).reshape(-1).expand(e)
+    g2 = a2 * w2_scale_2.to(torch.float32).reshape(-1).expand(e)
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     flashinfer.fused_moe.trtllm_fp4_block_scale_routed_moe(
@@ -102,7 +101,7 @@ def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_wei
         gemm1_weights=w13, gemm1_weights_scale=w13_scale.view(torch.float8_e4m3fn), gemm1_bias=None,
         gemm1_alpha=None, gemm1_beta=None, gemm1_clamp_limit=None,
         gemm2_weights=w2, gemm2_weights_scale=w2_scale.view(torch.float8_e4m3fn), gemm2_bias=None,
-        output1_scale_scalar=(g1 / a2[0]).contiguous(), output1_scale_gate_scalar=g1.contiguous(),
+        output1_scale_scalar=(g1 / a2).contiguous(), output1_scale_gate_scalar=g1.contiguous(),
         output2_scale_scalar=g2.contiguous(), num_experts=e, top_k=topk_ids.shape[1], n_group=None,
         topk_group=None, intermediate_size=two_i // 2, local_expert_offset=0, local_num_experts=e,
         routed_scaling_factor=None, routing_method_type=int(RoutingMethodType.TopK), do_finalize=True,

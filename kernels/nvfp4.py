@@ -161,3 +161,17 @@ def dequantize_nvfp4_ct(packed, block_scale, global_scale, dtype: torch.dtype = 
     """e2m1 * block_scale / global_scale (CT)."""
     v = _values_times_block(packed, block_scale, "dequantize_nvfp4_ct")
     return (v / _broadcast_global(torch.as_tensor(global_scale, device=v.device), v.dim())).to(dtype)
+
+
+def moe_activation_scale(scale, device, backend: str) -> torch.Tensor | None:
+    """The one activation global scale a W4A4 NVFP4 MoE kernel quantizes its input with (activations
+    are quantized before dispatch, once for all experts), as a 0-d fp32 tensor; None for W4A16.
+    Per-expert scales that differ are not such a kernel's path: BackendUnavailable names `backend`."""
+    if scale is None:
+        return None
+    s = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1)
+    if s.numel() > 1 and not bool((s == s[0]).all()):
+        from .registry import BackendUnavailable
+
+        raise BackendUnavailable("nvfp4_moe", backend, "per-expert activation input scales that differ")
+    return s[0]

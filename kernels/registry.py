@@ -266,25 +266,32 @@ def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str
 
 def run(op: str, ctx: OpContext, args: tuple, kwargs: dict, requested: str | None = None, *,
         layout: str | None = None) -> tuple[Backend, Any]:
-    """select(), then run: (the backend that ran, its result).
+    """Pick as select() does, then run: (the backend that ran, its result).
 
     A backend's function may still decline its arguments with BackendUnavailable (a scope its
     capability check cannot see: dynamic activation scales, a shape its library refuses). A
     requested backend's refusal is raised; an unrequested one hands over, before it has written
     anything, to the next preferred backend of the same layout, and last to that layout's
     on-request stand-ins (weights already in a kernel layout need a backend that reads it)."""
-    first = select(op, ctx, requested, layout=layout)
-    if requested is not None or os.environ.get(env_var(op)):
-        return first, first.fn(*args, **kwargs)
+    if requested is None:
+        requested = os.environ.get(env_var(op)) or None
+    if requested is not None:
+        chosen = select(op, ctx, requested, layout=layout)
+        return chosen, chosen.fn(*args, **kwargs)
     o = _get(op)
-    fits = _fits(o, layout)[1]
-    standins = [b for b in backends(op) if b.on_request and fits(b) and b.check(ctx) is None]
+    want_layout, fits = _fits(o, layout)
+    preferred = _preferred(o, ctx, fits)
+    if not preferred:
+        raise BackendUnavailable(op, "<any>", f"no backend for layout {want_layout!r} on {ctx.device_type}")
     declined = []
-    for b in _preferred(o, ctx, fits) + standins:
-        try:
-            return b, b.fn(*args, **kwargs)
-        except BackendUnavailable as e:
-            declined.append(str(e))
+    # the layout's stand-ins are looked up only once everything preferred has declined
+    for candidates in (lambda: preferred, lambda: [b for b in backends(op) if b.on_request and fits(b)
+                                                   and b.check(ctx) is None]):
+        for b in candidates():
+            try:
+                return b, b.fn(*args, **kwargs)
+            except BackendUnavailable as e:
+                declined.append(str(e))
     raise BackendUnavailable(op, "<any>", "every available backend declined these arguments: " + "; ".join(declined))
 
 

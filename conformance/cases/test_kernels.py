@@ -303,7 +303,7 @@ def test_mxfp4_moe(interpreted_triton, name, params):
 
 
 @case("kernels/nvfp4-moe-matches-reference",
-      "every available nvfp4_moe backend matches the torch reference (per-expert scale_2, unused experts)",
+      "every available nvfp4_moe backend matches the torch reference (per-expert scale_2, unused experts, W4A16 and W4A4)",
       features=["kernels", "nvfp4", "triton"])
 @pytest.mark.parametrize("name,params", _params(CPU_CASES, "nvfp4_moe"))
 def test_nvfp4_moe(interpreted_triton, name, params):

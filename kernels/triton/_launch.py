@@ -112,3 +112,21 @@ def check_out(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dty
     if not out.is_contiguous():
         raise ValueError(f"{what}: out= must be contiguous")
     return out
+
+
+def split_k_target(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str,
+                   split: int) -> torch.Tensor:
+    """What the kernel writes: the caller's (or a fresh) output, or with split K > 1 a zeroed fp32
+    buffer the splits add into (finish with split_k_result)."""
+    if split > 1:
+        return torch.zeros(shape, dtype=torch.float32, device=device)
+    return check_out(out, shape, dtype, device, what)
+
+
+def split_k_result(acc: torch.Tensor, out: torch.Tensor | None, dtype: torch.dtype, what: str, split: int) -> torch.Tensor:
+    """The result of a split_k_target launch, in `dtype` (written into `out` when given)."""
+    if split == 1:
+        return acc
+    out = check_out(out, tuple(acc.shape), dtype, acc.device, what)
+    out.copy_(acc)
+    return out

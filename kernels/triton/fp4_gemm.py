@@ -20,7 +20,7 @@ import triton.language as tl
 
 from . import _helpers as h
 from . import fp4_gemv
-from ._launch import check_out, dot_in_fp32, kernel
+from ._launch import dot_in_fp32, kernel, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -185,17 +185,14 @@ def fp4_gemm(
     if block_expert is not None and block_m is None:
         raise ValueError("fp4_gemm: block_expert needs the block_m it was built for")
     atomic = split > 1
-    if atomic:
-        acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
-    else:
-        acc = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")
+    acc = split_k_target(out, (rows, n), out_dtype, a.device, "fp4_gemm", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     grid = (triton.cdiv(n, bn), triton.cdiv(rows, bm), triton.cdiv(k, k_per_split))
     if g is not None:
         g = g.to(torch.float32).expand(e_count, n).contiguous()
     dummy = acc
     if rows == 0:
-        return acc
+        return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
     fp4_gemm_kernel.on(a.device)[grid](
         a, a_rows if a_rows is not None else dummy, w, scales,
         g if g is not None else dummy, block_expert if block_expert is not None else dummy,
@@ -210,8 +207,4 @@ def fp4_gemm(
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages,
     )
-    if atomic:
-        out = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")
-        out.copy_(acc)
-        return out
-    return acc
+    return split_k_result(acc, out, out_dtype, "fp4_gemm", split)

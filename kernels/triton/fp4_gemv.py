@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from . import _helpers as h
-from ._launch import check_out, dot_in_fp32, kernel
+from ._launch import dot_in_fp32, kernel, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -91,11 +91,9 @@ def dot8_asm(word, x0, x1, x2, x3, x4, x5, x6, x7, FP4_TO_F32: tl.constexpr):
 
 
 def dot8_f32(word, x0, x1, x2, x3, x4, x5, x6, x7, FP4_TO_F32: tl.constexpr):
-    """dot8_asm by plain arithmetic (interpreter)."""
-    return (FP4_TO_F32(word & 15) * x0 + FP4_TO_F32((word >> 4) & 15) * x1 + FP4_TO_F32((word >> 8) & 15) * x2
-            + FP4_TO_F32((word >> 12) & 15) * x3 + FP4_TO_F32((word >> 16) & 15) * x4
-            + FP4_TO_F32((word >> 20) & 15) * x5 + FP4_TO_F32((word >> 24) & 15) * x6
-            + FP4_TO_F32((word >> 28) & 15) * x7)
+    """dot8_asm by plain arithmetic (interpreter): decode8_f32 unscaled, in its k order."""
+    o = decode8_f32(word, 1.0, FP4_TO_F32)  # k = 0, 2, 4, 6, 1, 3, 5, 7
+    return o[0] * x0 + o[1] * x2 + o[2] * x4 + o[3] * x6 + o[4] * x1 + o[5] * x3 + o[6] * x5 + o[7] * x7
 
 
 def decode8_f32(word, scale_f32, FP4_TO_F32: tl.constexpr):
@@ -120,6 +118,19 @@ def e8m0_to_bf16(u):
     return bits.to(tl.int16).to(tl.bfloat16, bitcast=True)
 
 
+def block_scale_f32(s_raw, SCALE_KIND: tl.constexpr, NATIVE: tl.constexpr, E8M0_TO_F32: tl.constexpr,
+                    E4M3_TO_F32: tl.constexpr):
+    """Block-scale bytes (int32) -> fp32, exactly: e8m0, or e4m3 by the hardware's conversion when
+    compiled (NATIVE; the interpreter's flushes subnormals) and by bit arithmetic otherwise."""
+    if SCALE_KIND == 0:
+        sc = E8M0_TO_F32(s_raw)
+    elif NATIVE:
+        sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+    else:
+        sc = E4M3_TO_F32(s_raw)
+    return sc
+
+
 def _fp4_gemv(
     a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
     M, N, K, words_per_split,
@@ -127,7 +138,7 @@ def _fp4_gemv(
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     FAST_BF16: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
-    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, E8M0_TO_BF16: tl.constexpr,
+    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, E8M0_TO_BF16: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     FP4_TO_F32: tl.constexpr, DECODE8_BF16: tl.constexpr, DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -162,21 +173,18 @@ def _fp4_gemv(
             x = tl.load(a_ptrs, mask=(kk + offs_k < K)[None, :], other=0.0)
         # A's columns in the decode's order: per 8 columns 0, 2, 4, 6, 1, 3, 5, 7 (a register shuffle)
         x = tl.reshape(tl.permute(tl.reshape(x, (BLOCK_M, WORDS, 4, 2)), (0, 1, 3, 2)), (BLOCK_M, BLOCK_K))
-        if FAST_BF16:
+        if FAST_BF16:  # bf16 scales straight from the bytes (one conversion fewer than via fp32)
             if SCALE_KIND == 0:
                 sc = E8M0_TO_BF16(s_raw)
-            else:  # the hardware's e4m3 conversion (compiled only: the interpreter's flushes subnormals)
+            else:
                 sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.bfloat16)
             sc = tl.broadcast_to(sc[:, :, None], (BLOCK_N, G, WPG))
             o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_BF16(word, sc)
             w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
             acc = tl.dot(w, tl.trans(x.to(tl.bfloat16)), acc)
         else:
-            if SCALE_KIND == 0:
-                sc = E8M0_TO_F32(s_raw)
-            else:
-                sc = E4M3_TO_F32(s_raw)
-            sc = tl.broadcast_to(sc[:, :, None], (BLOCK_N, G, WPG))
+            sc = tl.broadcast_to(BLOCK_SCALE(s_raw, SCALE_KIND, False, E8M0_TO_F32, E4M3_TO_F32)[:, :, None],
+                                 (BLOCK_N, G, WPG))
             o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
             w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
             acc = tl.dot(w, tl.trans(x.to(tl.float32)), acc, input_precision="ieee")
@@ -199,6 +207,7 @@ def _fp4_gemv(
 
 fp4_gemv_kernel = kernel(
     _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, E8M0_TO_BF16=e8m0_to_bf16,
+    BLOCK_SCALE=block_scale_f32,
     FP4_TO_F32=h.fp4_to_f32, DECODE8_BF16=decode8_asm, DECODE8_F32=decode8_f32, JOIN8=join8,
 )
 
@@ -210,8 +219,8 @@ def _fp4_gemv1(
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     E4M3_NATIVE: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ITERS: tl.constexpr,
-    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, FP4_TO_F32: tl.constexpr, DOT8: tl.constexpr,
-    LASTSUM: tl.constexpr,
+    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
+    DOT8: tl.constexpr, LASTSUM: tl.constexpr,
 ):
     """M = 1 on the CUDA cores. A lane owns whole scale groups: their words arrive in one 16-byte
     (MXFP4) or 8-byte (NVFP4) load, their scale byte in one more, and A's columns for word slot j of
@@ -269,13 +278,7 @@ def _fp4_gemv1(
                       tl.broadcast_to(x2[None, :], shape), tl.broadcast_to(x3[None, :], shape),
                       tl.broadcast_to(x4[None, :], shape), tl.broadcast_to(x5[None, :], shape),
                       tl.broadcast_to(x6[None, :], shape), tl.broadcast_to(x7[None, :], shape), FP4_TO_F32)
-        if SCALE_KIND == 0:
-            sc = E8M0_TO_F32(s_raw)
-        elif E4M3_NATIVE:  # the hardware's conversion (compiled only: the interpreter's flushes subnormals)
-            sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-        else:
-            sc = E4M3_TO_F32(s_raw)
-        acc += p * sc
+        acc += p * BLOCK_SCALE(s_raw, SCALE_KIND, E4M3_NATIVE, E8M0_TO_F32, E4M3_TO_F32)
         w_ptrs += BLOCK_K // 8
         s_ptrs += G
 
@@ -291,7 +294,8 @@ def _fp4_gemv1(
 
 
 fp4_gemv1_kernel = kernel(
-    _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, FP4_TO_F32=h.fp4_to_f32,
+    _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, BLOCK_SCALE=block_scale_f32,
+    FP4_TO_F32=h.fp4_to_f32,
     DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
 )
 
@@ -358,10 +362,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
     out_dtype = out_dtype or a.dtype
     atomic = split > 1
-    if atomic:
-        acc = torch.zeros((m, n), dtype=torch.float32, device=a.device)
-    else:
-        acc = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
+    acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     grid = (triton.cdiv(n, bn), triton.cdiv(k, k_per_split))
     even_k = k_per_split * grid[1] == k
@@ -382,8 +383,4 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
             a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, acc.stride(0),
             FAST_BF16=fast, BLOCK_M=MAX_M, BLOCK_K=bk, **common,
         )
-    if atomic:
-        out = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
-        out.copy_(acc)
-        return out
-    return acc
+    return split_k_result(acc, out, out_dtype, "fp4_gemv", split)

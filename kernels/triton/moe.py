@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..registry import BackendUnavailable
+from ..nvfp4 import moe_activation_scale
 from ._launch import check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
@@ -109,11 +109,6 @@ def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_wei
 
 
 def _nvfp4_act(scale, device):
-    """W4A4 activation QDQ with ONE global scale for all experts (activations are quantized before
-    dispatch); per-expert scales that differ are not a path of this kernel."""
-    if scale is None:
-        return None
-    s = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1)
-    if s.numel() > 1 and not bool((s == s[0]).all()):
-        raise BackendUnavailable("nvfp4_moe", "triton", "per-expert activation input scales that differ")
-    return lambda a: nvfp4_qdq(a, s[0])
+    """W4A4 activation QDQ with ONE global scale for all experts (kernels/nvfp4.moe_activation_scale)."""
+    s = moe_activation_scale(scale, device, "triton")
+    return None if s is None else (lambda a: nvfp4_qdq(a, s))
