@@ -28,6 +28,7 @@ from qcert.kernels import nvfp4 as nv
 from qcert.kernels import ops as ref_ops
 from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
+from qcert.kernels.triton import fp4_gemv_mma as fvm
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
 
@@ -110,12 +111,12 @@ def _rotating(fn, sets):
     return call
 
 
-def _linear(kind, x, s, cfg=None, fast=None):
+def _linear(kind, x, s, cfg=None, mma=None):
     wp, ws, s2 = s
-    if cfg is not None:
+    if cfg is not None or mma is not None:
         kind_id = fg.E8M0 if kind == "mxfp4" else fg.E4M3
         g = None if s2 is None else s2.to(torch.float32).reshape(-1).expand(wp.shape[0])
-        return fv.fp4_gemv(x, wp, ws, kind_id, g=g, cfg=cfg, fast=fast)
+        return fv.fp4_gemv(x, wp, ws, kind_id, g=g, cfg=cfg, mma=mma)
     return tops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear(x, wp, ws, s2)
 
 
@@ -128,21 +129,20 @@ def _rel(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-GEMV_CFGS = [  # (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages); 1 warp: the M = 1 (CUDA-core) path
-    (4, 1024, 1, 1, 1), (2, 1024, 1, 1, 1), (8, 1024, 1, 1, 1), (4, 512, 1, 1, 1), (4, 2048, 1, 2, 1),
-    (32, 128, 4, 4, 3), (32, 128, 2, 4, 3), (32, 128, 8, 4, 2), (64, 128, 4, 4, 3), (32, 256, 4, 4, 3),
-    (64, 256, 4, 4, 3),
-]
+# tensor-core kernel (fp4_gemv_mma): (warps, chunks per step, split_k)
+GEMV_CFGS = [(4, 2, 8), (4, 4, 8), (4, 1, 8), (1, 1, 8), (1, 2, 8), (4, 2, 4), (4, 4, 4), (4, 2, 16)]
 
 
 def gemv_cfg(text: str) -> tuple[int, ...]:
-    """argparse type for a GEMV config "BLOCK_N,BLOCK_K,split_k,num_warps,num_stages"."""
+    """argparse type for a GEMV config: "warps,chunks,split_k" (the tensor-core kernel) or
+    "BLOCK_N,BLOCK_K,split_k,warps,stages" (the other kernels, with --no-mma)."""
     try:
         cfg = tuple(int(v) for v in text.split(","))
     except ValueError:
         cfg = ()
-    if len(cfg) != 5 or min(cfg) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected five positive integers BLOCK_N,BLOCK_K,split_k,warps,stages")
+    if len(cfg) not in (3, 5) or min(cfg) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three (warps,chunks,split_k) or five "
+                                         "(BLOCK_N,BLOCK_K,split_k,warps,stages) positive integers")
     return cfg
 
 
@@ -152,19 +152,19 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
     best_cfg = {}
     for m in (1, 16):  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        tc_cfgs = [c for c in GEMV_CFGS if c[3] == 4]
-        for cfg, fast in [(c, None) for c in GEMV_CFGS if (c[3] == 4) != (m == 1)] + [(tc_cfgs[0], False)] * (m > 1):
+        # the tensor-core kernel's configs, then (M = 1) the CUDA-core kernel the fp16/fp32 path uses
+        for cfg, mma in [(c, True) for c in GEMV_CFGS] + [(None, False)] * (m == 1):
             try:
-                err = _rel(_linear(kind, x, sets[0], cfg, fast), _ref(kind, x, sets[0]))
-                t = graph_us([lambda s=s: _linear(kind, x, s, cfg, fast) for s in sets])
+                err = _rel(_linear(kind, x, sets[0], cfg, mma), _ref(kind, x, sets[0]))
+                t = graph_us([lambda s=s: _linear(kind, x, s, cfg, mma) for s in sets])
             except Exception as e:  # a config that does not compile or fit
                 sweep.append((kind, m, cfg, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
-                print(kind, m, cfg, fast, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
+                print(kind, m, cfg, mma, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
                 continue
-            note = "" if fast is None else " (fp32 decode, no PTX)"
-            sweep.append((kind, m, cfg, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}{note}"))
-            print(kind, m, cfg, fast, f"{t:.1f} us", f"err {err:.1e}", flush=True)
-            if fast is None and err < 1e-2 and (m not in best_cfg or t < best_cfg[m][0]):
+            label = cfg if mma else f"CUDA-core kernel {fv.config(m, n, k, fg.E8M0, x.device)}"
+            sweep.append((kind, m, label, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}"))
+            print(kind, m, label, f"{t:.1f} us", f"err {err:.1e}", flush=True)
+            if mma and err < 1e-2 and (m not in best_cfg or t < best_cfg[m][0]):
                 best_cfg[m] = (t, cfg)
         print(f"{kind} M={m}: best {best_cfg.get(m)}", flush=True)
     for m in ms:
@@ -180,7 +180,7 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
         t_bf16 = graph_us([lambda: x @ wdq.t()])
         moved = nbytes + x.numel() * 2 + m * n * 2
         roof = moved / bw * 1e6
-        cfg = fv.config(m, n, k, fg.E8M0 if kind == "mxfp4" else fg.E4M3, x.device)
+        cfg = fvm.config(m, n, k, torch.cuda.get_device_properties(0).multi_processor_count)
         rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
                      f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
                      f"{err:.1e}"))
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
         print(lines[-1], flush=True)
-    lines += ["", "FP4 GEMV kernel configs (BLOCK_N, BLOCK_K, split_k, warps, stages), N = K = 8192:", "",
+    lines += ["", "FP4 GEMV kernel configs (warps, chunks per step, split_k), N = K = 8192:", "",
               "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
     for kind, m, cfg, t, note in mx_sweep + nv_sweep:
         lines.append(f"| {kind} | {m} | {cfg} | {t:.1f} | {note} |")

@@ -1,10 +1,12 @@
 """Compile an FP4 GEMV kernel for sm_90a on this machine (no GPU needed) and count the SASS
 instructions in its main loop, per weight: the cheapest measure of a decode change.
 
-  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1
-  python bench/sass_count.py --m 16 --kind nvfp4 --cfg 32,128,4,4,3
+  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,2,8            # tensor-core kernel
+  python bench/sass_count.py --m 16 --kind nvfp4 --cfg 4,4,4
+  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
 
---cfg is (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages) as in fp4_gemv.config. Uses the local
+--cfg is (warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
+num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. Uses the local
 triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's: compare variants
 with each other, and confirm on the device. Pointer arguments are marked 16-byte aligned and
 strides divisible by 16, as the JIT specializes them at N = K = 8192.
@@ -25,6 +27,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from qcert.kernels.triton import fp4_gemv as fv
+from qcert.kernels.triton import fp4_gemv_mma as fvm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kernels import gemv_cfg  # noqa: E402
@@ -33,9 +36,10 @@ K = 8192
 
 
 def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int, stages: int):
-    fn = kernel._compiled
+    """kernel: a _launch.Kernel (its compiled twin and helpers) or a plain triton.jit function."""
+    fn = getattr(kernel, "_compiled", kernel)
     names = fn.arg_names
-    const = {**const, **kernel._compiled_helpers}
+    const = {**const, **getattr(kernel, "_compiled_helpers", {})}
     sig = {n: ("constexpr" if n in const else types.get(n, "i32")) for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in div16 if n in names}
     return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs),
@@ -67,21 +71,26 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
-    p.add_argument("--cfg", type=gemv_cfg, default=(4, 1024, 1, 1, 1))
+    p.add_argument("--cfg", type=gemv_cfg, default=(4, 2, 8))
     a = p.parse_args(argv)
-    bn, bk, _split, warps, stages = a.cfg
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
-    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True, BLOCK_N=bn,
-                  BLOCK_K=bk, ITERS=K // bk, stride_ak=1)
+    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True)
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
              "stride_cm"]
-    if a.m == 1:
-        kernel, const = fv.fp4_gemv1_kernel, dict(common, E4M3_NATIVE=True)
+    if len(a.cfg) == 3:  # the tensor-core kernel: A passed as bf16 pairs
+        warps, chunks, split = a.cfg
+        kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
+        const = dict(common, TWO_TILES=a.m > 8, WARPS=warps, CHUNKS=chunks, ITERS=K // split // (128 * chunks))
+        weights = 128 * chunks * 2 / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk
+    elif a.m == 1:
+        bn, bk, _split, warps, stages = a.cfg
+        kernel = fv.fp4_gemv1_kernel
+        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=K // bk, stride_ak=1)
+        weights = bn * bk / (32 * warps)
     else:
-        kernel, const = fv.fp4_gemv_kernel, dict(common, FAST_BF16=True, BLOCK_M=fv.MAX_M)
+        p.error("a five-number --cfg is the M = 1 CUDA-core kernel; M >= 2 counts the tensor-core kernel")
     compiled = compile_sm90(kernel, types, const, div16, warps, stages)
-    weights = bn * bk / (32 * warps)  # per thread per loop iteration
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
         top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))

@@ -1,24 +1,21 @@
 """Small-M (decode) FP4 GEMM: C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]), M <= 16.
 
-A GEMV at M <= 16 streams N*K/2 bytes of packed weights once, so both kernels are shaped for few
-instructions per weight and for loads that need no masks:
+bf16 activations on an NVIDIA GPU go to the tensor-core kernel in fp4_gemv_mma.py. The kernels here
+serve the rest: fp16/fp32 activations, and the interpreter (CPU CI), where they check the same
+launch logic. Both are shaped for few instructions per weight and loads without masks:
 - weights are read as int32 words (8 e2m1 codes each) in [BLOCK_N, groups, words-per-group]
   tiles, so one scale serves a whole 16-byte (MXFP4) or 8-byte (NVFP4) vector load;
 - rows past N re-read row N-1 (stores are masked), so only a ragged K needs masked loads;
 - M = 1 (`_fp4_gemv1`): CUDA cores, one warp per program, a lane owns whole scale groups and gets
-  A's columns for them in its own layout; PTX (`_DOT8`) decodes a word and sums its 8 products in
-  fp32, the block scale multiplies each group's sum;
-- M = 2..16 (`_fp4_gemv`): swap-AB on the tensor cores, W[BLOCK_N, k] @ A^T[k, 16], so one 16-row
-  activation tile covers every M (rows past M re-read row M-1 and are never stored). PTX (`_DECODE8`)
-  turns a word into its 8 bf16 values, low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7), the order the
-  bf16x2 arithmetic yields them; A's columns are permuted to match in registers (a dot product does
-  not care how K is ordered, only that both sides agree).
+  A's columns for them in its own layout; compiled, PTX (`_DOT8`) decodes a word and sums its 8
+  products in fp32; the block scale multiplies each group's sum;
+- M = 2..16 (`_fp4_gemv`): swap-AB, W[BLOCK_N, k] @ A^T[k, 16] in fp32, so one 16-row activation
+  tile covers every M (rows past M re-read row M-1 and are never stored). A word decodes to its 8
+  values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7); A's columns are permuted to match in
+  registers (a dot product does not care how K is ordered, only that both sides agree).
 
-The PTX moves the e2m1 bits into a bf16's exponent/mantissa field with shifts and masks, two
-weights per 32-bit register, then applies the missing exponent bias (and, for `_DECODE8`, the block
-scale) with bf16x2 multiplies. The interpreter (CPU) and fp16/fp32 activations at M >= 2 use the
-exact fp32 decode and an fp32 dot. All give the same values: e2m1 times a power of two (MXFP4) or
-an e4m3 value (NVFP4) has at most 6 significant bits, exact in bf16.
+All give the reference's values: e2m1 times a power of two (MXFP4) or an e4m3 value (NVFP4) has at
+most 6 significant bits, exact in bf16 and fp32, and products and sums are fp32.
 
 Figures and the configurations tried: bench/results/h100-triton.md.
 """
@@ -30,54 +27,35 @@ import triton
 import triton.language as tl
 
 from . import _helpers as h
-from ._launch import dot_in_fp32, kernel, split_k_result, split_k_target
+from . import fp4_gemv_mma
+from ._launch import kernel, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
 MAX_M = 16
 
-def _ptx_pairs(word: str, lo: str, hi: str, sel: str, scale: str | None) -> str:
+def _ptx_pairs(word: str, lo: str, hi: str, sel: str) -> str:
     """PTX: two bytes of `word` (prmt selector `sel`) -> bf16x2 registers `lo` (their low nibbles)
     and `hi` (their high nibbles). prmt puts the bytes in the top byte of the two 16-bit lanes; a
     nibble's sign goes to bit 15 and its (e1 e0 m) bits to 8..6, i.e. a bf16 with exponent e and
     mantissa m/2: 2^(e-127)(1+m/2) for e >= 1, the subnormal 2^-127 for code 1. Times 2^126 (`bias`,
-    0x7E80) that is exactly the e2m1 value; then times `scale` if given. Multiplying with -0 (`nz`)
-    as the addend keeps the sign of zero."""
-    scaled = "fma.rn.bf16x2 {0}, u, {1}, nz;\n".format
+    0x7E80) that is exactly the e2m1 value; -0 (`nz`) as the addend keeps the sign of zero."""
     out = [f"prmt.b32 t, {word}, 0, {sel};"]
     for dst, extract in ((lo, "shl.b32 u, t, 4;\nshr.b32 v, t, 2;\nand.b32 u, u, 0x80008000;"),
                          (hi, "shr.b32 v, t, 6;\nand.b32 u, t, 0x80008000;")):
         out.append(f"{extract}\nand.b32 v, v, 0x01C001C0;\nor.b32 u, u, v;")
-        out.append((scaled("u", "bias") + scaled(dst, scale)) if scale else scaled(dst, "bias"))
+        out.append(f"fma.rn.bf16x2 {dst}, u, bias, nz;")
     return "\n".join(out) + "\n"
 
 
-# PTX: one word ($9, 8 codes: byte j holds k = 2j in its low nibble, 2j+1 in its high one) and its
-# bf16 block scale ($8) -> 8 bf16: the low nibbles of bytes 0..3, then their high nibbles.
-_DECODE8 = tl.constexpr(
-    "{\n.reg .b32 t, u, v, bias, nz, sc, r0, r1, r2, r3;\nmov.b32 bias, 0x7E807E80;\nmov.b32 nz, 0x80008000;\n"
-    "mov.b32 sc, {$8, $8};\n"
-    + _ptx_pairs("$9", "r0", "r1", "0x1404", "sc") + _ptx_pairs("$9", "r2", "r3", "0x3424", "sc")
-    + "mov.b32 {$0, $1}, r0;\nmov.b32 {$4, $5}, r1;\nmov.b32 {$2, $3}, r2;\nmov.b32 {$6, $7}, r3;\n}\n"
-)
-
-
-def decode8_asm(word, scale_bf16):
-    """int32 words and bf16 scales (same shape) -> 8 bf16 tensors (k = 0, 2, 4, 6, 1, 3, 5, 7)."""
-    return tl.inline_asm_elementwise(
-        _DECODE8, "=h,=h,=h,=h,=h,=h,=h,=h,h,r", [scale_bf16, word], dtype=(tl.bfloat16,) * 8, is_pure=True, pack=1
-    )
-
-
 # PTX: M = 1 on the CUDA cores. One word ($1) and the 8 fp32 activations of its columns ($2..$9, in
-# column order) -> sum of the 8 products ($0). The decode is _DECODE8's without the block scale (it is
-# applied once per group, in fp32, by the caller); bf16 -> fp32 is a shift or a mask; the products
-# (<= 10 significant bits) and their sum are fp32. r0 = (k0, k2), r1 = (k1, k3), r2 = (k4, k6),
-# r3 = (k5, k7) as bf16 lanes.
+# column order) -> sum of the 8 products ($0). The block scale is applied once per group, in fp32,
+# by the caller; bf16 -> fp32 is a shift or a mask; the products (<= 10 significant bits) and their
+# sum are fp32. r0 = (k0, k2), r1 = (k1, k3), r2 = (k4, k6), r3 = (k5, k7) as bf16 lanes.
 _DOT8_TERMS = [("r0", 2, 4), ("r1", 3, 5), ("r2", 6, 8), ("r3", 7, 9)]  # register, x of low lane, of high
 _DOT8 = tl.constexpr(
     "{\n.reg .b32 t, u, v, bias, nz, r0, r1, r2, r3;\n.reg .f32 f;\nmov.b32 bias, 0x7E807E80;\nmov.b32 nz, 0x80008000;\n"
-    + _ptx_pairs("$1", "r0", "r1", "0x1404", None) + _ptx_pairs("$1", "r2", "r3", "0x3424", None)
+    + _ptx_pairs("$1", "r0", "r1", "0x1404") + _ptx_pairs("$1", "r2", "r3", "0x3424")
     + "".join(f"shl.b32 u, {r}, 16;\n" + (f"mul.rn.f32 f, u, ${xl};\n" if r == "r0" else f"fma.rn.f32 f, u, ${xl}, f;\n")
               + f"and.b32 u, {r}, 0xFFFF0000;\nfma.rn.f32 f, u, ${xh}, f;\n" for r, xl, xh in _DOT8_TERMS)
     + "mov.b32 $0, f;\n}\n"
@@ -112,12 +90,6 @@ def join8(o0, o1, o2, o3, o4, o5, o6, o7):
     return tl.permute(tl.join(a, b), (0, 1, 2, 5, 3, 4))
 
 
-def e8m0_to_bf16(u):
-    """e8m0 byte (int32) -> bf16 2^(u-127): bits u << 7; 0 is the subnormal 2^-127, 255 NaN."""
-    bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
-    return bits.to(tl.int16).to(tl.bfloat16, bitcast=True)
-
-
 def block_scale_f32(s_raw, SCALE_KIND: tl.constexpr, NATIVE: tl.constexpr, E8M0_TO_F32: tl.constexpr,
                     E4M3_TO_F32: tl.constexpr):
     """Block-scale bytes (int32) -> fp32, exactly: e8m0, or e4m3 by the hardware's conversion when
@@ -136,10 +108,10 @@ def _fp4_gemv(
     M, N, K, words_per_split,
     stride_am, stride_ak, stride_wn, stride_sn, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-    FAST_BF16: tl.constexpr, EVEN_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
-    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, E8M0_TO_BF16: tl.constexpr, BLOCK_SCALE: tl.constexpr,
-    FP4_TO_F32: tl.constexpr, DECODE8_BF16: tl.constexpr, DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr,
+    E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
+    DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -173,21 +145,11 @@ def _fp4_gemv(
             x = tl.load(a_ptrs, mask=(kk + offs_k < K)[None, :], other=0.0)
         # A's columns in the decode's order: per 8 columns 0, 2, 4, 6, 1, 3, 5, 7 (a register shuffle)
         x = tl.reshape(tl.permute(tl.reshape(x, (BLOCK_M, WORDS, 4, 2)), (0, 1, 3, 2)), (BLOCK_M, BLOCK_K))
-        if FAST_BF16:  # bf16 scales straight from the bytes (one conversion fewer than via fp32)
-            if SCALE_KIND == 0:
-                sc = E8M0_TO_BF16(s_raw)
-            else:
-                sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.bfloat16)
-            sc = tl.broadcast_to(sc[:, :, None], (BLOCK_N, G, WPG))
-            o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_BF16(word, sc)
-            w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
-            acc = tl.dot(w, tl.trans(x.to(tl.bfloat16)), acc)
-        else:
-            sc = tl.broadcast_to(BLOCK_SCALE(s_raw, SCALE_KIND, False, E8M0_TO_F32, E4M3_TO_F32)[:, :, None],
-                                 (BLOCK_N, G, WPG))
-            o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
-            w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
-            acc = tl.dot(w, tl.trans(x.to(tl.float32)), acc, input_precision="ieee")
+        sc = tl.broadcast_to(BLOCK_SCALE(s_raw, SCALE_KIND, False, E8M0_TO_F32, E4M3_TO_F32)[:, :, None],
+                             (BLOCK_N, G, WPG))
+        o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
+        w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
+        acc = tl.dot(w, tl.trans(x.to(tl.float32)), acc, input_precision="ieee")
         w_ptrs += WORDS
         s_ptrs += G
         a_ptrs += BLOCK_K * stride_ak
@@ -206,9 +168,8 @@ def _fp4_gemv(
 
 
 fp4_gemv_kernel = kernel(
-    _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, E8M0_TO_BF16=e8m0_to_bf16,
-    BLOCK_SCALE=block_scale_f32,
-    FP4_TO_F32=h.fp4_to_f32, DECODE8_BF16=decode8_asm, DECODE8_F32=decode8_f32, JOIN8=join8,
+    _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, BLOCK_SCALE=block_scale_f32,
+    FP4_TO_F32=h.fp4_to_f32, DECODE8_F32=decode8_f32, JOIN8=join8,
 )
 
 
@@ -314,8 +275,9 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tup
         return tuned
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
-    # 4 rows per program, so there are many programs. M >= 2 (tensor cores): 32-row tiles split 4 ways
-    # along K. Split K (fp32 atomics, two more launches) until the SMs have several programs each.
+    # 4 rows per program, so there are many programs. M >= 2 (fp32 dot, fp16/fp32 activations):
+    # 32-row tiles split 4 ways along K. Split K (fp32 atomics, two more launches) until the SMs
+    # have several programs each.
     if m == 1:
         bn, bk, warps, stages, want = 4, 1024, 1, 1, 8 * SMS
     else:
@@ -340,11 +302,12 @@ def _block_k(k: int, bk: int, group: int) -> int:
 
 def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind: int, *, g=None, bias=None,
              out: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
-             cfg: tuple | None = None, fast: bool | None = None) -> torch.Tensor:
+             cfg: tuple | None = None, mma: bool | None = None) -> torch.Tensor:
     """A [M <= 16, K] x fp4 W [N, K//2] (scales [N, K//G], g [N] fp32, any stride) -> C [M, N].
 
-    fast=False forces the fp32 decode and dot on a GPU for M >= 2 (the benchmark's measure of what the
-    PTX decode buys)."""
+    mma: the tensor-core kernel (fp4_gemv_mma; default: where it runs, bf16 activations on an
+    NVIDIA GPU), cfg then (warps, chunks, split_k); mma=False takes the kernels here, cfg
+    (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
     m, k = a.shape
     n = w.shape[0]
     if m > MAX_M:
@@ -356,11 +319,13 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         w = w.contiguous()
     words = w.view(torch.int32)  # 8 codes per word; rows stay 4-byte aligned (K % 8 == 0)
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
+    out_dtype = out_dtype or a.dtype
+    if fp4_gemv_mma.usable(a) if mma is None else mma:
+        return fp4_gemv_mma.fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg)
     bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device)
     # M = 1: whole groups per lane, a ragged K masks its last step
     grp = GROUP[scale_kind]
     bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
-    out_dtype = out_dtype or a.dtype
     atomic = split > 1
     acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
@@ -377,10 +342,9 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
             E4M3_NATIVE=a.device.type != "cpu", BLOCK_K=bk, **common,
         )
     else:
-        fast = (a.device.type != "cpu" and not dot_in_fp32(a)) if fast is None else (fast and a.device.type != "cpu")
         fp4_gemv_kernel.on(a.device)[grid](
             a, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
             a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, acc.stride(0),
-            FAST_BF16=fast, BLOCK_M=MAX_M, BLOCK_K=bk, **common,
+            BLOCK_M=MAX_M, BLOCK_K=bk, **common,
         )
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)

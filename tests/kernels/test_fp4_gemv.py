@@ -38,3 +38,62 @@ def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
         want = ref.nvfp4_linear(x, wp, ws, s2, bias)
         got = fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg)
     assert_close_rel(got, want, "fp32")
+
+
+MMA_CASES = [  # kind, M, N, K, (warps, chunks, split_k): partial row tiles, ragged K, two n8 tiles
+    ("mxfp4", 1, 8192, 8192, None),
+    ("mxfp4", 3, 515, 2880, (4, 2, 1)),  # K = 22.5 steps of 128: a masked last chunk
+    ("mxfp4", 9, 77, 1056, (1, 4, 2)),
+    ("mxfp4", 16, 300, 4096, (4, 4, 4)),
+    ("nvfp4", 1, 300, 4112, (4, 2, 4)),  # K % 32 == 16: half of a lane's chunk past K
+    ("nvfp4", 12, 130, 1040, (1, 1, 3)),
+    ("nvfp4", 16, 8192, 8192, None),
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
+@pytest.mark.parametrize("kind,m,n,k,cfg", MMA_CASES)
+def test_fp4_gemv_mma_matches_reference(kind, m, n, k, cfg):
+    from qcert.kernels.triton import fp4_gemv_mma
+
+    g = torch.Generator().manual_seed(n * k + m)
+    w = torch.randn(n, k, generator=g) * torch.exp(torch.randn(n, 1, generator=g))
+    x = torch.randn(m, k, generator=g).to(torch.bfloat16).cuda()
+    bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda()
+    assert fp4_gemv_mma.usable(x)
+    if kind == "mxfp4":
+        wp, ws = (t.cuda() for t in quantize_mxfp4(w))
+        want = ref.mxfp4_linear(x.float(), wp, ws, bias.float())
+        got = fv.fp4_gemv(x, wp, ws, fv.E8M0, bias=bias, cfg=cfg, out_dtype=torch.float32)
+    else:
+        wp, ws, s2 = (t.cuda() for t in quantize_nvfp4(w))
+        want = ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float())
+        got = fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg,
+                          out_dtype=torch.float32)
+    assert_close_rel(got, want, "fp32")
+
+
+def _ttgir(threads: str) -> str:
+    layout = f"#ttg.blocked<{{sizePerThread = [1], threadsPerWarp = {threads}, warpsPerCTA = [4], order = [0]}}>"
+    return (f"#blocked = {layout}\n"
+            '%1:4 = tt.elementwise_inline_asm "mma.sync.aligned.m16n8k16 ..." {pure = true} %a : '
+            "tensor<128xi32, #blocked> -> tensor<128xf32, #blocked>\n")
+
+
+class _Compiled:
+    def __init__(self, ttgir: str, name: str) -> None:
+        self.asm, self.hash = {"ttgir": ttgir}, name
+
+
+def test_check_lanes_accepts_one_value_per_thread_and_refuses_others():
+    from qcert.kernels.triton.fp4_gemv_mma import check_lanes
+
+    check_lanes(_Compiled(_ttgir("[32]"), "lanes-ok"), 4)
+    with pytest.raises(RuntimeError, match="not one value per lane"):
+        check_lanes(_Compiled(_ttgir("[16]"), "lanes-split"), 4)
+    with pytest.raises(RuntimeError, match="not one value per lane"):
+        check_lanes(_Compiled(_ttgir("[32]"), "warps-differ"), 2)
+    with pytest.raises(RuntimeError, match="not one value per lane"):
+        check_lanes(_Compiled(_ttgir("[32]").replace("sizePerThread = [1]", "sizePerThread = [2]"), "two-per-thread"), 4)
+    with pytest.raises(RuntimeError, match="no mma.sync"):
+        check_lanes(_Compiled("#blocked = x\n", "no-mma"), 4)

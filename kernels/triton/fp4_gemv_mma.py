@@ -1,0 +1,347 @@
+"""Small-M FP4 GEMM on the tensor cores, one warp-wide `mma.sync` at a time (bf16 activations).
+
+C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]) for M <= 16, weights MXFP4 or NVFP4 in the
+plain checkpoint layout, on NVIDIA GPUs from sm_80 on (`mma.sync.m16n8k16` bf16 -> fp32). The engine's
+bf16 decode path; fp4_gemv.py keeps the kernels for other activation dtypes and for the interpreter.
+
+Why not tl.dot: the weights are decoded in registers, and triton moves a computed operand into the
+mma's register layout through shared memory (a store, a barrier and a load per tile); at M <= 16
+that round trip set the pace. Here the decode writes each lane's mma fragment directly. The kernel
+is SIMT code in triton's syntax: 1-D tensors of 32 * WARPS elements hold one value per thread
+(element t in thread t, the layout triton gives a 1-D range; `check_lanes` verifies it on every
+compiled variant), and the `mma.sync` runs in inline PTX, which all lanes of a warp reach together.
+
+Swap-AB: the weights are the mma's A operand (16 rows x 16 k), the activations B (16 k x 8 rows of
+A), so one n8 tile serves M <= 8 and two serve M <= 16. Lane (g, c) = (lane // 4, lane % 4) of a
+warp owns rows g and g + 8 of the warp's 16-row tile and, per 128 columns, the 32 columns of chunk c:
+one MXFP4 scale group (two NVFP4 ones), one 16-byte load per row, the 4 lanes of a row reading 64
+contiguous bytes. A word (8 codes) decodes to 4 bf16x2 registers holding codes (0, 4), (1, 5),
+(2, 6), (3, 7), the pairs one shift-and-mask reaches in both 16-bit halves; the k order inside an
+mma does not matter as long as A's column pairs are permuted the same way (prmt). Two mmas consume
+a word of each of the lane's two rows.
+
+Exactness: the decode yields e2m1 * 2^-126 (bits placed in a bf16's subnormal/low exponent range),
+times 2^126 and the block scale in bf16 (MXFP4: two multiplies; NVFP4: one, the scale times 2^117,
+and the 2^-9 left over is taken back in fp32 at the end). e2m1 times a power of two or an e4m3
+value has at most 6 significant bits, so every decoded weight is exact and the tensor cores add
+exact products in fp32, as the reference does.
+
+Figures and what was tried: bench/results/h100-triton.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import split_k_result, split_k_target
+
+
+def _decode_ptx(bias: bool) -> str:
+    """PTX: word $4 (8 codes, code j in bits 4j..4j+3) and bf16x2 scale $5 (the scale twice) ->
+    $0..$3, bf16x2 of codes (0, 4), (1, 5), (2, 6), (3, 7). Code j's sign goes to bit 15 of its half
+    and its (e1 e0 m) to bits 8..6: a bf16 of value e2m1 * 2^-126. Then times 2^126 (`bias`, 0x7E80;
+    NVFP4 leaves it to the scale) and times the scale; -0 as the addend keeps the sign of zero."""
+    # (register, shift bringing the sign to bit 15, shift bringing the magnitude to bits 8..6)
+    parts = [("$0", 12, 6), ("$1", 8, 2), ("$2", 4, -2), ("$3", 0, -6)]
+    out = ["{", ".reg .b32 s, m, bias, nz;", "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
+    for reg, sign_shift, mag_shift in parts:
+        out.append(f"shl.b32 s, $4, {sign_shift};" if sign_shift else "mov.b32 s, $4;")
+        out.append(f"shl.b32 m, $4, {mag_shift};" if mag_shift > 0 else f"shr.b32 m, $4, {-mag_shift};")
+        out += ["and.b32 s, s, 0x80008000;", "and.b32 m, m, 0x01C001C0;", "or.b32 s, s, m;"]
+        if bias:
+            out.append("fma.rn.bf16x2 s, s, bias, nz;")
+        out.append(f"fma.rn.bf16x2 {reg}, s, $5, nz;")
+    return "\n".join(out + ["}"])
+
+
+_DECODE_BIAS = tl.constexpr(_decode_ptx(True))
+_DECODE_NOBIAS = tl.constexpr(_decode_ptx(False))
+
+
+@triton.jit
+def _decode(word, scale, BIAS: tl.constexpr):
+    """int32 words, bf16x2 scales (int32) -> 4 int32 tensors of bf16x2, codes (0,4), (1,5), (2,6), (3,7)."""
+    asm: tl.constexpr = _DECODE_BIAS if BIAS else _DECODE_NOBIAS
+    return tl.inline_asm_elementwise(asm, "=r,=r,=r,=r,r,r", [word, scale], dtype=(tl.int32,) * 4,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _pairs(x01, x23, x45, x67):
+    """bf16x2 activations of columns (0,1), (2,3), (4,5), (6,7) -> (0,4), (1,5), (2,6), (3,7)."""
+    return tl.inline_asm_elementwise(
+        "prmt.b32 $0, $4, $6, 0x5410;\nprmt.b32 $1, $4, $6, 0x7632;\n"
+        "prmt.b32 $2, $5, $7, 0x5410;\nprmt.b32 $3, $5, $7, 0x7632;",
+        "=r,=r,=r,=r,r,r,r,r", [x01, x23, x45, x67], dtype=(tl.int32,) * 4, is_pure=True, pack=1)
+
+
+@triton.jit
+def _mma(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
+    """One warp-wide m16n8k16 bf16 mma with fp32 accumulators (every lane passes its fragment)."""
+    return tl.inline_asm_elementwise(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, "
+        "{$10, $11, $12, $13};",
+        "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f", [a0, a1, a2, a3, b0, b1, c0, c1, c2, c3],
+        dtype=(tl.float32,) * 4, is_pure=True, pack=1)
+
+
+@triton.jit
+def _split4(x):
+    """[32W, 4] -> its 4 columns (register renames)."""
+    a, b = tl.split(tl.reshape(x, (x.shape[0], 2, 2)))
+    x0, x2 = tl.split(a)
+    x1, x3 = tl.split(b)
+    return x0, x1, x2, x3
+
+
+@triton.jit
+def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi,
+                ATOMIC: tl.constexpr):
+    """d0/d1: (row_lo, m0, m0 + 1); d2/d3: (row_lo + 8, m0, m0 + 1); scaled, biased, stored masked."""
+    for j in tl.static_range(4):
+        d = d0 if j == 0 else (d1 if j == 1 else (d2 if j == 2 else d3))
+        row = row_lo if j < 2 else row_lo + 8
+        m = m0 + (j % 2)
+        v = d * (scale_lo if j < 2 else scale_hi) + (bias_lo if j < 2 else bias_hi)
+        ptrs = c_ptr + m * stride_cm + row
+        mask = (m < M) & (row < N)
+        if ATOMIC:
+            tl.atomic_add(ptrs, v, mask=mask)
+        else:
+            tl.store(ptrs, v.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, pid_k, M, N,
+              stride_g, stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
+              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr):
+    """One 16-row tile's accumulators -> C (times g and NVFP4's 2^9, plus the bias on split 0)."""
+    r_lo = tl.minimum(row_lo, N - 1)
+    r_hi = tl.minimum(row_lo + 8, N - 1)
+    unfold = 1.0 if SCALE_KIND == 0 else 512.0  # NVFP4's scales carried 2^-9
+    scale_lo = tl.full(row_lo.shape, unfold, tl.float32)
+    scale_hi = scale_lo
+    if HAS_G:
+        scale_lo = scale_lo * tl.load(g_ptr + r_lo * stride_g)
+        scale_hi = scale_hi * tl.load(g_ptr + r_hi * stride_g)
+    bias_lo = tl.full(row_lo.shape, 0.0, tl.float32)
+    bias_hi = bias_lo
+    if HAS_BIAS:
+        first = tl.where(pid_k == 0, 1.0, 0.0)
+        bias_lo = first * tl.load(bias_ptr + r_lo).to(tl.float32)
+        bias_hi = first * tl.load(bias_ptr + r_hi).to(tl.float32)
+    _store_tile(c_ptr, acc0, acc1, acc2, acc3, row_lo, c * 2, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi,
+                ATOMIC)
+    if TWO_TILES:
+        _store_tile(c_ptr, acc4, acc5, acc6, acc7, row_lo, c * 2 + 8, M, N, stride_cm, scale_lo, scale_hi, bias_lo,
+                    bias_hi, ATOMIC)
+
+
+@triton.jit
+def _tile_chunk(w_ptr, s_ptr, row_lo, N, K, k_lane, w_col, s_col, stride_wn, stride_sn,
+                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr):
+    """One 16-row tile, one lane chunk of 32 columns (k_lane..): load the rows' words and scales,
+    decode, and add the products into the n8 tiles' accumulators."""
+    r_lo = tl.minimum(row_lo, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
+    r_hi = tl.minimum(row_lo + 8, N - 1).to(tl.int64)
+    word = w_col[:, None] + tl.arange(0, 4)[None, :]
+    if EVEN_K:
+        wl = tl.load(w_ptr + r_lo[:, None] * stride_wn + word)
+        wh = tl.load(w_ptr + r_hi[:, None] * stride_wn + word)
+        s_lo = tl.load(s_ptr + r_lo * stride_sn + s_col).to(tl.int32)
+        s_hi = tl.load(s_ptr + r_hi * stride_sn + s_col).to(tl.int32)
+    else:  # past K: codes and scale bytes 0 (finite), A's columns 0: the tail adds exactly nothing
+        wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
+        wl = tl.load(w_ptr + r_lo[:, None] * stride_wn + word, mask=wmask, other=0)
+        wh = tl.load(w_ptr + r_hi[:, None] * stride_wn + word, mask=wmask, other=0)
+        s_lo = tl.load(s_ptr + r_lo * stride_sn + s_col, mask=k_lane < K, other=0).to(tl.int32)
+        s_hi = tl.load(s_ptr + r_hi * stride_sn + s_col, mask=k_lane < K, other=0).to(tl.int32)
+    if SCALE_KIND == 0:  # one group of 32
+        sc_lo0 = _e8m0_bf16(s_lo)
+        sc_hi0 = _e8m0_bf16(s_hi)
+        sc_lo1, sc_hi1 = sc_lo0, sc_hi0
+    else:  # two groups of 16
+        if EVEN_K:
+            s_lo1 = tl.load(s_ptr + r_lo * stride_sn + s_col + 1).to(tl.int32)
+            s_hi1 = tl.load(s_ptr + r_hi * stride_sn + s_col + 1).to(tl.int32)
+        else:
+            s_lo1 = tl.load(s_ptr + r_lo * stride_sn + s_col + 1, mask=k_lane + 16 < K, other=0).to(tl.int32)
+            s_hi1 = tl.load(s_ptr + r_hi * stride_sn + s_col + 1, mask=k_lane + 16 < K, other=0).to(tl.int32)
+        sc_lo0 = _e4m3_bf16_folded(s_lo)
+        sc_hi0 = _e4m3_bf16_folded(s_hi)
+        sc_lo1 = _e4m3_bf16_folded(s_lo1)
+        sc_hi1 = _e4m3_bf16_folded(s_hi1)
+    wl0, wl1, wl2, wl3 = _split4(wl)
+    wh0, wh1, wh2, wh3 = _split4(wh)
+    for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
+        wl_i = wl0 if i == 0 else (wl1 if i == 1 else (wl2 if i == 2 else wl3))
+        wh_i = wh0 if i == 0 else (wh1 if i == 1 else (wh2 if i == 2 else wh3))
+        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0)
+        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0)
+        x = x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3))
+        b01, b23, b45, b67 = _split4(x)
+        b0, b1, b2, b3 = _pairs(b01, b23, b45, b67)
+        acc0, acc1, acc2, acc3 = _mma(p0, q0, p1, q1, b0, b1, acc0, acc1, acc2, acc3)
+        acc0, acc1, acc2, acc3 = _mma(p2, q2, p3, q3, b2, b3, acc0, acc1, acc2, acc3)
+        if TWO_TILES:
+            y = y0 if i == 0 else (y1 if i == 1 else (y2 if i == 2 else y3))
+            e01, e23, e45, e67 = _split4(y)
+            e0, e1, e2, e3 = _pairs(e01, e23, e45, e67)
+            acc4, acc5, acc6, acc7 = _mma(p0, q0, p1, q1, e0, e1, acc4, acc5, acc6, acc7)
+            acc4, acc5, acc6, acc7 = _mma(p2, q2, p3, q3, e2, e3, acc4, acc5, acc6, acc7)
+    return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
+
+
+@triton.jit
+def _fp4_gemv_mma(
+    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
+    M, N, K, words_per_split,
+    stride_am, stride_wn, stride_sn, stride_g, stride_cm,
+    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+    EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, WARPS: tl.constexpr, CHUNKS: tl.constexpr, ITERS: tl.constexpr,
+):
+    # K splits vary fastest, so the programs resident on an SM at once share few K ranges and
+    # A's columns for them stay in L1 (A is up to 16 x K bf16, re-read by every row tile)
+    pid_k = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    t = tl.arange(0, 32 * WARPS)  # one element per thread
+    g = (t % 32) // 4
+    c = t % 4
+    row0 = (pid_n * WARPS + t // 32) * 16 + g  # the warp's 16-row tile: rows g and g + 8
+    w0 = pid_k * words_per_split  # passed in words so triton sees 16-byte alignment
+    # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes in a
+    # row, CHUNKS such runs per step
+    w_col = tl.max_contiguous(tl.multiple_of(w0 + c * 4, 4), 1)
+    G_STEP: tl.constexpr = 4 if SCALE_KIND == 0 else 8  # scale bytes per row per 128 columns
+    s_col = tl.max_contiguous(w0 // 4 + c if SCALE_KIND == 0 else w0 // 2 + c * 2, 1)  # one byte per load
+    a_word = tl.multiple_of(w0 * 4 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
+    a1_ptrs = a_ptr + tl.minimum(g, M - 1)[:, None] * stride_am + a_word  # rows g, g + 8 of A (clamped)
+    a2_ptrs = a_ptr + tl.minimum(g + 8, M - 1)[:, None] * stride_am + a_word
+
+    zero = tl.full((32 * WARPS,), 0.0, tl.float32)
+    acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = zero, zero, zero, zero, zero, zero, zero, zero
+    k_first = w0 * 8 + c * 32  # the lane's first column
+    for it in range(ITERS):
+        for j in tl.static_range(CHUNKS):
+            step = it * CHUNKS + j  # 128-column steps so far
+            k_lane = k_first + step * 128
+            x0, x1, x2, x3 = _load_a(a1_ptrs + step * 64, k_lane, K, EVEN_K)
+            y0, y1, y2, y3 = x0, x1, x2, x3
+            if TWO_TILES:
+                y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
+            acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
+                w_ptr, s_ptr, row0, N, K, k_lane, w_col + step * 16, s_col + step * G_STEP, stride_wn, stride_sn,
+                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                SCALE_KIND, EVEN_K, TWO_TILES)
+
+    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row0, pid_k, M, N,
+              stride_g, stride_cm, c, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES)
+
+
+@triton.jit
+def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
+    """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
+    if EVEN_K:
+        return tl.load(ptrs), tl.load(ptrs + 4), tl.load(ptrs + 8), tl.load(ptrs + 12)
+    else:
+        return (tl.load(ptrs, mask=(k_lane < K)[:, None], other=0),
+                tl.load(ptrs + 4, mask=(k_lane + 8 < K)[:, None], other=0),
+                tl.load(ptrs + 8, mask=(k_lane + 16 < K)[:, None], other=0),
+                tl.load(ptrs + 12, mask=(k_lane + 24 < K)[:, None], other=0))
+
+
+@triton.jit
+def _e8m0_bf16(u):
+    """e8m0 byte (int32) -> bf16x2 (int32) of 2^(u-127) twice: bits u << 7; 0 is the subnormal
+    2^-127, 255 NaN."""
+    bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
+    return bits * 0x10001
+
+
+@triton.jit
+def _e4m3_bf16_folded(b):
+    """e4m3 bits (int32) -> bf16x2 (int32) of value * 2^117 twice (exact: at most 2^125.8; NaN stays NaN)."""
+    v = (b.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32) * 1.6615349947311448e35).to(tl.bfloat16)
+    return (v.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF) * 0x10001
+
+
+_LANES_CHECKED: set[str] = set()
+
+
+def check_lanes(compiled, warps: int) -> None:
+    """The kernel is correct only if triton gave every mma operand one value per thread along the
+    last dimension (thread t holds element t of it; the first dimension has size R = 1 or lies in
+    registers). Checked once per compiled variant, from its TTGIR: a triton that lays them out
+    otherwise gets an error, never wrong numbers."""
+    if compiled is None or compiled.hash in _LANES_CHECKED:
+        return
+    ttgir = compiled.asm["ttgir"]
+    layouts = dict(re.findall(r"^(#[\w.]+) = (.*)$", ttgir, re.M))
+    want = {"sizePerThread": "[1]", "threadsPerWarp": "[32]", "warpsPerCTA": f"[{warps}]"}
+    mmas = [line for line in ttgir.splitlines() if 'elementwise_inline_asm "mma.sync' in line]
+    if not mmas:
+        raise RuntimeError("fp4_gemv_mma: no mma.sync found in the kernel's TTGIR; cannot check its lane layout")
+    for line in mmas:
+        for name in set(re.findall(r"tensor<[^,>]+, (#[\w.]+)>", line)):
+            layout = layouts.get(name, name)
+            got = dict(re.findall(r"(\w+) = (\[[\d, ]*\])", layout)) if layout.startswith("#ttg.blocked") else {}
+            if any(got.get(k) != v for k, v in want.items()):
+                raise RuntimeError(f"fp4_gemv_mma: triton {triton.__version__} laid the mma fragments out as {layout}, "
+                                   f"not one value per lane ({want}); the kernel would compute wrong numbers")
+    _LANES_CHECKED.add(compiled.hash)
+
+
+def usable(a: torch.Tensor) -> bool:
+    """bf16 activations on an NVIDIA GPU with bf16 mma.sync (sm_80 on)."""
+    if a.device.type != "cuda" or a.dtype != torch.bfloat16 or torch.version.hip is not None:
+        return False
+    return torch.cuda.get_device_capability(a.device)[0] >= 8
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def config(m: int, n: int, k: int, sms: int = 132) -> tuple:
+    """(warps, chunks per step, split_k), measured on the H100 at N = K = 8192
+    (bench/results/h100-triton.md): 4-warp programs; 2 lane chunks per step (4 with two n8 tiles);
+    K split until the SMs hold about 32 warps each (16 with two n8 tiles, whose activation loads
+    already fill L1)."""
+    warps, chunks, per_sm = (4, 2, 32) if m <= 8 else (4, 4, 16)
+    programs = triton.cdiv(n, 16 * warps)
+    split = 1
+    while programs * split * 2 * warps <= per_sm * sms and k // (split * 2) >= 128 * chunks:
+        split *= 2
+    return warps, chunks, split
+
+
+def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
+    """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
+    -> C [M, N] in out_dtype (or into `out`). cfg: (warps, chunks, split_k)."""
+    m, k = a.shape
+    n = words.shape[0]
+    warps, chunks, split = cfg or config(m, n, k, _sm_count(a.device.index or 0))
+    step = 128 * chunks
+    acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
+    k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
+    grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * warps))
+    if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
+        a = a.contiguous()
+    a_words = a.view(torch.int32)  # bf16 pairs (K is a multiple of 8)
+    g_arg, bias_arg = (g if g is not None else acc), (bias if bias is not None else acc)
+    compiled = _fp4_gemv_mma[grid](
+        a_words, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
+        a_words.stride(0), words.stride(0), scales.stride(0), g.stride(0) if g is not None else 0, acc.stride(0),
+        SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
+        EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, WARPS=warps, CHUNKS=chunks, ITERS=k_per_split // step,
+        num_warps=warps, num_stages=1,
+    )
+    check_lanes(compiled, warps)
+    return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
