@@ -29,6 +29,7 @@ from qcert.kernels import ops as ref_ops
 from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
+from qcert.kernels.triton._launch import device_facts
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
 
@@ -180,7 +181,7 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
         t_bf16 = graph_us([lambda: x @ wdq.t()])
         moved = nbytes + x.numel() * 2 + m * n * 2
         roof = moved / bw * 1e6
-        cfg = fvm.config(m, n, k, torch.cuda.get_device_properties(0).multi_processor_count)
+        cfg = fvm.config(m, n, k, device_facts(x.device)[1])
         rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
                      f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
                      f"{err:.1e}"))

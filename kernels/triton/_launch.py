@@ -13,6 +13,7 @@ constexpr trip counts (older interpreters cannot take a runtime scalar as a rang
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -92,6 +93,18 @@ def available(ctx: OpContext) -> "bool | str":
     if ctx.dtype is not None and ctx.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         return f"activation dtype {ctx.dtype} is not bf16/fp16/fp32"
     return True
+
+
+def device_facts(device: torch.device) -> tuple[tuple[int, int], int]:
+    """(compute capability, SM count) of a GPU, asked once per device: kernels' host paths need them
+    on every call."""
+    return _device_facts(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _device_facts(index: int) -> tuple[tuple[int, int], int]:
+    props = torch.cuda.get_device_properties(index)
+    return (props.major, props.minor), props.multi_processor_count
 
 
 def dot_in_fp32(x: torch.Tensor) -> bool:

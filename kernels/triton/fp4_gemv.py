@@ -28,7 +28,7 @@ import triton.language as tl
 
 from . import _helpers as h
 from . import fp4_gemv_mma
-from ._launch import kernel, split_k_result, split_k_target
+from ._launch import device_facts, kernel, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -260,8 +260,6 @@ fp4_gemv1_kernel = kernel(
     DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
 )
 
-SMS = 132  # H100; only sizes the split-K heuristic
-
 # Per-shape overrides (scale kind, N, K) -> config, for shapes tuned apart from the heuristic below.
 TUNED: dict[tuple[int, int, int], tuple] = {}
 
@@ -279,9 +277,10 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tup
     # 32-row tiles split 4 ways along K. Split K (fp32 atomics, two more launches) until the SMs
     # have several programs each.
     if m == 1:
-        bn, bk, warps, stages, want = 4, 1024, 1, 1, 8 * SMS
+        bn, bk, warps, stages, per_sm = 4, 1024, 1, 1, 8
     else:
-        bn, bk, warps, stages, want = 32, 128, 4, 3, 4 * SMS
+        bn, bk, warps, stages, per_sm = 32, 128, 4, 3, 4
+    want = per_sm * device_facts(device)[1]
     ctas = triton.cdiv(n, bn)
     split = 1
     while ctas * split < want and k // (split * 2) >= max(bk, 1024):
@@ -320,7 +319,12 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     words = w.view(torch.int32)  # 8 codes per word; rows stay 4-byte aligned (K % 8 == 0)
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
     out_dtype = out_dtype or a.dtype
-    if fp4_gemv_mma.usable(a) if mma is None else mma:
+    use_mma = fp4_gemv_mma.usable(a) if mma is None else mma
+    if cfg is not None and len(cfg) != (3 if use_mma else 5):
+        takes = "tensor-core kernel takes (warps, chunks, split_k)" if use_mma else \
+            "CUDA-core/fp32 kernels take (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)"
+        raise ValueError(f"fp4_gemv: cfg={cfg} does not fit: the {takes}")
+    if use_mma:
         return fp4_gemv_mma.fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg)
     bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device)
     # M = 1: whole groups per lane, a ragged K masks its last step

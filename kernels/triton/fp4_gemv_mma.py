@@ -31,14 +31,13 @@ Figures and what was tried: bench/results/h100-triton.md.
 
 from __future__ import annotations
 
-import functools
 import re
 
 import torch
 import triton
 import triton.language as tl
 
-from ._launch import split_k_result, split_k_target
+from ._launch import device_facts, split_k_result, split_k_target
 
 
 def _decode_ptx(bias: bool) -> str:
@@ -117,12 +116,11 @@ def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, sc
 
 
 @triton.jit
-def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, pid_k, M, N,
-              stride_g, stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, r_lo, r_hi, pid_k,
+              M, N, stride_g, stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
               ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr):
-    """One 16-row tile's accumulators -> C (times g and NVFP4's 2^9, plus the bias on split 0)."""
-    r_lo = tl.minimum(row_lo, N - 1)
-    r_hi = tl.minimum(row_lo + 8, N - 1)
+    """One 16-row tile's accumulators -> C (times g and NVFP4's 2^9, plus the bias on split 0);
+    r_lo / r_hi are the tile's rows clamped to N - 1."""
     unfold = 1.0 if SCALE_KIND == 0 else 512.0  # NVFP4's scales carried 2^-9
     scale_lo = tl.full(row_lo.shape, unfold, tl.float32)
     scale_hi = scale_lo
@@ -143,40 +141,34 @@ def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, 
 
 
 @triton.jit
-def _tile_chunk(w_ptr, s_ptr, row_lo, N, K, k_lane, w_col, s_col, stride_wn, stride_sn,
+def _ld(ptrs, mask, EVEN_K: tl.constexpr):
+    """A load that is masked (0 past K) only when K is ragged."""
+    if EVEN_K:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=mask, other=0)
+
+
+@triton.jit
+def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                 SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr):
-    """One 16-row tile, one lane chunk of 32 columns (k_lane..): load the rows' words and scales,
-    decode, and add the products into the n8 tiles' accumulators."""
-    r_lo = tl.minimum(row_lo, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
-    r_hi = tl.minimum(row_lo + 8, N - 1).to(tl.int64)
+    """One 16-row tile (row pointers of the lane's rows g and g + 8 into the words and the scales),
+    one lane chunk of 32 columns (k_lane..): load, decode, add the products into the n8 tiles'
+    accumulators. Past K: codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
-    if EVEN_K:
-        wl = tl.load(w_ptr + r_lo[:, None] * stride_wn + word)
-        wh = tl.load(w_ptr + r_hi[:, None] * stride_wn + word)
-        s_lo = tl.load(s_ptr + r_lo * stride_sn + s_col).to(tl.int32)
-        s_hi = tl.load(s_ptr + r_hi * stride_sn + s_col).to(tl.int32)
-    else:  # past K: codes and scale bytes 0 (finite), A's columns 0: the tail adds exactly nothing
-        wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
-        wl = tl.load(w_ptr + r_lo[:, None] * stride_wn + word, mask=wmask, other=0)
-        wh = tl.load(w_ptr + r_hi[:, None] * stride_wn + word, mask=wmask, other=0)
-        s_lo = tl.load(s_ptr + r_lo * stride_sn + s_col, mask=k_lane < K, other=0).to(tl.int32)
-        s_hi = tl.load(s_ptr + r_hi * stride_sn + s_col, mask=k_lane < K, other=0).to(tl.int32)
+    wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
+    wl = _ld(wl_row[:, None] + word, wmask, EVEN_K)
+    wh = _ld(wh_row[:, None] + word, wmask, EVEN_K)
     if SCALE_KIND == 0:  # one group of 32
-        sc_lo0 = _e8m0_bf16(s_lo)
-        sc_hi0 = _e8m0_bf16(s_hi)
+        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
+        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
     else:  # two groups of 16
-        if EVEN_K:
-            s_lo1 = tl.load(s_ptr + r_lo * stride_sn + s_col + 1).to(tl.int32)
-            s_hi1 = tl.load(s_ptr + r_hi * stride_sn + s_col + 1).to(tl.int32)
-        else:
-            s_lo1 = tl.load(s_ptr + r_lo * stride_sn + s_col + 1, mask=k_lane + 16 < K, other=0).to(tl.int32)
-            s_hi1 = tl.load(s_ptr + r_hi * stride_sn + s_col + 1, mask=k_lane + 16 < K, other=0).to(tl.int32)
-        sc_lo0 = _e4m3_bf16_folded(s_lo)
-        sc_hi0 = _e4m3_bf16_folded(s_hi)
-        sc_lo1 = _e4m3_bf16_folded(s_lo1)
-        sc_hi1 = _e4m3_bf16_folded(s_hi1)
+        sc_lo0 = _e4m3_bf16_folded(_ld(sl_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
+        sc_hi0 = _e4m3_bf16_folded(_ld(sh_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
+        sc_lo1 = _e4m3_bf16_folded(_ld(sl_row + s_col + 1, k_lane + 16 < K, EVEN_K).to(tl.int32))
+        sc_hi1 = _e4m3_bf16_folded(_ld(sh_row + s_col + 1, k_lane + 16 < K, EVEN_K).to(tl.int32))
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
@@ -214,6 +206,8 @@ def _fp4_gemv_mma(
     g = (t % 32) // 4
     c = t % 4
     row0 = (pid_n * WARPS + t // 32) * 16 + g  # the warp's 16-row tile: rows g and g + 8
+    r_lo = tl.minimum(row0, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
+    r_hi = tl.minimum(row0 + 8, N - 1).to(tl.int64)
     w0 = pid_k * words_per_split  # passed in words so triton sees 16-byte alignment
     # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes in a
     # row, CHUNKS such runs per step
@@ -236,24 +230,20 @@ def _fp4_gemv_mma(
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
-                w_ptr, s_ptr, row0, N, K, k_lane, w_col + step * 16, s_col + step * G_STEP, stride_wn, stride_sn,
+                w_ptr + r_lo * stride_wn, w_ptr + r_hi * stride_wn, s_ptr + r_lo * stride_sn, s_ptr + r_hi * stride_sn,
+                K, k_lane, w_col + step * 16, s_col + step * G_STEP,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                 SCALE_KIND, EVEN_K, TWO_TILES)
 
-    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row0, pid_k, M, N,
+    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row0, r_lo, r_hi, pid_k, M, N,
               stride_g, stride_cm, c, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES)
 
 
 @triton.jit
 def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
     """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
-    if EVEN_K:
-        return tl.load(ptrs), tl.load(ptrs + 4), tl.load(ptrs + 8), tl.load(ptrs + 12)
-    else:
-        return (tl.load(ptrs, mask=(k_lane < K)[:, None], other=0),
-                tl.load(ptrs + 4, mask=(k_lane + 8 < K)[:, None], other=0),
-                tl.load(ptrs + 8, mask=(k_lane + 16 < K)[:, None], other=0),
-                tl.load(ptrs + 12, mask=(k_lane + 24 < K)[:, None], other=0))
+    return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K),
+            _ld(ptrs + 8, (k_lane + 16 < K)[:, None], EVEN_K), _ld(ptrs + 12, (k_lane + 24 < K)[:, None], EVEN_K))
 
 
 @triton.jit
@@ -301,12 +291,7 @@ def usable(a: torch.Tensor) -> bool:
     """bf16 activations on an NVIDIA GPU with bf16 mma.sync (sm_80 on)."""
     if a.device.type != "cuda" or a.dtype != torch.bfloat16 or torch.version.hip is not None:
         return False
-    return torch.cuda.get_device_capability(a.device)[0] >= 8
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
+    return device_facts(a.device)[0][0] >= 8
 
 
 def config(m: int, n: int, k: int, sms: int = 132) -> tuple:
@@ -327,7 +312,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     -> C [M, N] in out_dtype (or into `out`). cfg: (warps, chunks, split_k)."""
     m, k = a.shape
     n = words.shape[0]
-    warps, chunks, split = cfg or config(m, n, k, _sm_count(a.device.index or 0))
+    warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1])
     step = 128 * chunks
     acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step

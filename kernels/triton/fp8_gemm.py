@@ -11,14 +11,12 @@ On a GPU fp8 tiles go to tl.dot natively; interpreted (CPU) runs decode the e4m3
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
 from . import _helpers as h
-from ._launch import check_out, dot_in_fp32, kernel
+from ._launch import check_out, device_facts, dot_in_fp32, kernel
 from .act_quant import fp8_quant
 
 
@@ -131,19 +129,12 @@ fp8_gemm_tma_kernel = kernel(_fp8_gemm_tma)  # GPU only (TMA); wrapped like the 
 TMA_CONFIG = (128, 256, 128, 8, 8, 3, False, False)
 
 
-@functools.lru_cache(maxsize=None)
-def _device_facts(index: int) -> tuple[tuple[int, int], int]:
-    """(compute capability, SM count), asked once per device: this is on every GEMM's host path."""
-    props = torch.cuda.get_device_properties(index)
-    return (props.major, props.minor), props.multi_processor_count
-
-
 def tma_usable(a: torch.Tensor, w: torch.Tensor) -> bool:
     """The persistent TMA kernel: Hopper or newer NVIDIA GPUs, prefill-sized M, 16-byte strides."""
     if a.device.type != "cuda" or torch.version.hip is not None:
         return False
     m, k = a.shape
-    return (_device_facts(a.device.index or 0)[0] >= (9, 0) and m >= 256 and k % 16 == 0
+    return (device_facts(a.device)[0] >= (9, 0) and m >= 256 and k % 16 == 0
             and a.stride(0) % 16 == 0 and w.stride(0) % 16 == 0 and a.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0)
 
 
@@ -155,7 +146,7 @@ def fp8_gemm_tma(a: torch.Tensor, w: torch.Tensor, ws: torch.Tensor, a_s: torch.
     bm, bn, bk, gm, warps, stages, flatten, ws_flag = config or TMA_CONFIG
     m, k = a.shape
     n = w.shape[0]
-    sms = _device_facts(a.device.index or 0)[1]
+    sms = device_facts(a.device)[1]
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
     fp8_gemm_tma_kernel.on(a.device)[(min(sms, tiles),)](
         TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(w, [bn, bk]),

@@ -97,3 +97,9 @@ def test_check_lanes_accepts_one_value_per_thread_and_refuses_others():
         check_lanes(_Compiled(_ttgir("[32]").replace("sizePerThread = [1]", "sizePerThread = [2]"), "two-per-thread"), 4)
     with pytest.raises(RuntimeError, match="no mma.sync"):
         check_lanes(_Compiled("#blocked = x\n", "no-mma"), 4)
+
+
+def test_fp4_gemv_cfg_of_the_other_kernel_is_a_clear_error():
+    wp, ws = quantize_mxfp4(torch.randn(8, 64))
+    with pytest.raises(ValueError, match=r"cfg=\(4, 2, 8\) does not fit"):
+        fv.fp4_gemv(torch.randn(1, 64), wp, ws, fv.E8M0, cfg=(4, 2, 8))
