@@ -130,19 +130,21 @@ def _rel(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-# tensor-core kernel (fp4_gemv_mma): (warps, chunks per step, split_k)
-GEMV_CFGS = [(4, 2, 8), (4, 4, 8), (4, 1, 8), (1, 1, 8), (1, 2, 8), (4, 2, 4), (4, 4, 4), (4, 2, 16)]
+# tensor-core kernel (fp4_gemv_mma): (rows, k_warps, chunks per step, split_k); (1, 1, c, s) is the
+# third session's work split (K split over programs only: a zeroed fp32 buffer and a conversion kernel)
+GEMV_CFGS = [(1, 8, 1, 1), (1, 8, 2, 1), (1, 4, 2, 1), (1, 16, 1, 1), (2, 8, 1, 1), (2, 8, 2, 1), (2, 4, 2, 1),
+             (2, 16, 1, 1), (1, 1, 2, 8), (1, 1, 4, 4)]
 
 
 def gemv_cfg(text: str) -> tuple[int, ...]:
-    """argparse type for a GEMV config: "warps,chunks,split_k" (the tensor-core kernel) or
+    """argparse type for a GEMV config: "rows,k_warps,chunks,split_k" (the tensor-core kernel) or
     "BLOCK_N,BLOCK_K,split_k,warps,stages" (the other kernels, with --no-mma)."""
     try:
         cfg = tuple(int(v) for v in text.split(","))
     except ValueError:
         cfg = ()
-    if len(cfg) not in (3, 5) or min(cfg) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three (warps,chunks,split_k) or five "
+    if len(cfg) not in (4, 5) or min(cfg) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected four (rows,k_warps,chunks,split_k) or five "
                                          "(BLOCK_N,BLOCK_K,split_k,warps,stages) positive integers")
     return cfg
 
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
         print(lines[-1], flush=True)
-    lines += ["", "FP4 GEMV kernel configs (warps, chunks per step, split_k), N = K = 8192:", "",
+    lines += ["", "FP4 GEMV kernel configs (tensor-core kernel: rows, k_warps, chunks per step, split_k), N = K = 8192:", "",
               "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
     for kind, m, cfg, t, note in mx_sweep + nv_sweep:
         lines.append(f"| {kind} | {m} | {cfg} | {t:.1f} | {note} |")

@@ -2,9 +2,9 @@
 
   ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 --section SpeedOfLight \
       --section WarpStateStats --section MemoryWorkloadAnalysis \
-      python3 bench/gemv_profile.py --kind mxfp4 --m 1 --cfg 4,2,8
+      python3 bench/gemv_profile.py --kind mxfp4 --m 1 --cfg 1,8,2,1
 
-N = K = 8192 as in bench_kernels.py; --cfg is (warps, chunks, split_k) for the tensor-core kernel or,
+N = K = 8192 as in bench_kernels.py; --cfg is (rows, k_warps, chunks, split_k) for the tensor-core kernel or,
 with --no-mma, (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages); default: the kernel's own choice."""
 import argparse
 import sys
@@ -22,7 +22,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
     p.add_argument("--m", type=int, default=1)
-    p.add_argument("--cfg", type=gemv_cfg, help="warps,chunks,split or, with --no-mma, BLOCK_N,BLOCK_K,split,warps,stages")
+    p.add_argument("--cfg", type=gemv_cfg, help="rows,k_warps,chunks,split or, with --no-mma, BLOCK_N,BLOCK_K,split,warps,stages")
     p.add_argument("--no-mma", action="store_true", help="the CUDA-core (M = 1) / fp32 kernels instead")
     a = p.parse_args()
     sets, _, _ = _fp4_weights(a.kind, N, K)

@@ -1,11 +1,11 @@
 """Compile an FP4 GEMV kernel for sm_90a on this machine (no GPU needed) and count the SASS
 instructions in its main loop, per weight: the cheapest measure of a decode change.
 
-  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,2,8            # tensor-core kernel
-  python bench/sass_count.py --m 16 --kind nvfp4 --cfg 4,4,4
+  python bench/sass_count.py --m 1 --kind mxfp4 --cfg 1,8,1,1          # tensor-core kernel
+  python bench/sass_count.py --m 16 --kind nvfp4 --cfg 2,8,2,1
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
 
---cfg is (warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
+--cfg is (rows, k_warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
 num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. Uses the local
 triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's: compare variants
 with each other, and confirm on the device. Pointer arguments are marked 16-byte aligned and
@@ -71,18 +71,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
-    p.add_argument("--cfg", type=gemv_cfg, default=(4, 2, 8))
+    p.add_argument("--cfg", type=gemv_cfg, default=(1, 8, 1, 1))
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True)
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
              "stride_cm"]
-    if len(a.cfg) == 3:  # the tensor-core kernel: A passed as bf16 pairs
-        warps, chunks, split = a.cfg
+    if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 pairs
+        rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
-        const = dict(common, TWO_TILES=a.m > 8, WARPS=warps, CHUNKS=chunks, ITERS=K // split // (128 * chunks))
-        weights = 128 * chunks * 2 / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk
+        const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks,
+                     ITERS=K // split // (128 * chunks * warps))
+        weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel

@@ -305,7 +305,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     """A [M <= 16, K] x fp4 W [N, K//2] (scales [N, K//G], g [N] fp32, any stride) -> C [M, N].
 
     mma: the tensor-core kernel (fp4_gemv_mma; default: where it runs, bf16 activations on an
-    NVIDIA GPU), cfg then (warps, chunks, split_k); mma=False takes the kernels here, cfg
+    NVIDIA GPU), cfg then (rows, k_warps, chunks, split_k); mma=False takes the kernels here, cfg
     (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
     m, k = a.shape
     n = w.shape[0]
@@ -320,8 +320,8 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
     out_dtype = out_dtype or a.dtype
     use_mma = fp4_gemv_mma.usable(a) if mma is None else mma
-    if cfg is not None and len(cfg) != (3 if use_mma else 5):
-        takes = "tensor-core kernel takes (warps, chunks, split_k)" if use_mma else \
+    if cfg is not None and len(cfg) != (4 if use_mma else 5):
+        takes = "tensor-core kernel takes (rows, k_warps, chunks, split_k)" if use_mma else \
             "CUDA-core/fp32 kernels take (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)"
         raise ValueError(f"fp4_gemv: cfg={cfg} does not fit: the {takes}")
     if use_mma:

@@ -7,7 +7,7 @@ bf16 decode path; fp4_gemv.py keeps the kernels for other activation dtypes and 
 Why not tl.dot: the weights are decoded in registers, and triton moves a computed operand into the
 mma's register layout through shared memory (a store, a barrier and a load per tile); at M <= 16
 that round trip set the pace. Here the decode writes each lane's mma fragment directly. The kernel
-is SIMT code in triton's syntax: 1-D tensors of 32 * WARPS elements hold one value per thread
+is SIMT code in triton's syntax: 1-D tensors of 32 * K_WARPS elements hold one value per thread
 (element t in thread t, the layout triton gives a 1-D range; `check_lanes` verifies it on every
 compiled variant), and the `mma.sync` runs in inline PTX, which all lanes of a warp reach together.
 
@@ -19,6 +19,12 @@ contiguous bytes. A word (8 codes) decodes to 4 bf16x2 registers holding codes (
 (2, 6), (3, 7), the pairs one shift-and-mask reaches in both 16-bit halves; the k order inside an
 mma does not matter as long as A's column pairs are permuted the same way (prmt). Two mmas consume
 a word of each of the lane's two rows.
+
+Work split: a program owns ROWS (1 or 2) 16-row tiles, every warp working on all of them so that
+A's fragments are loaded once for both (M > 8, where those loads fill L1), and K_WARPS warps that
+take turns over K in 128-column steps and add their sums up through shared memory at the end. The
+GEMV is then one kernel; K split over programs as well (for shapes with few rows) adds into a
+zeroed fp32 buffer and takes a conversion kernel after. The weights are loaded evict-first.
 
 Exactness: the decode yields e2m1 * 2^-126 (bits placed in a bf16's subnormal/low exponent range),
 times 2^126 and the block scale in bf16 (MXFP4: two multiplies; NVFP4: one, the scale times 2^117,
@@ -116,11 +122,18 @@ def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, sc
 
 
 @triton.jit
-def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, r_lo, r_hi, pid_k,
-              M, N, stride_g, stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
-              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr):
-    """One 16-row tile's accumulators -> C (times g and NVFP4's 2^9, plus the bias on split 0);
-    r_lo / r_hi are the tile's rows clamped to N - 1."""
+def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, pid_k, M, N, stride_g,
+              stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
+              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr, K_WARPS: tl.constexpr):
+    """One 16-row tile's accumulators, summed over the K warps (lane l of the sums: rows row_lo[l]
+    and row_lo[l] + 8) -> C (times g and NVFP4's 2^9, plus the bias on split 0)."""
+    acc0, acc1, acc2, acc3 = (_sum_k_warps(acc0, K_WARPS), _sum_k_warps(acc1, K_WARPS),
+                              _sum_k_warps(acc2, K_WARPS), _sum_k_warps(acc3, K_WARPS))
+    if TWO_TILES:
+        acc4, acc5, acc6, acc7 = (_sum_k_warps(acc4, K_WARPS), _sum_k_warps(acc5, K_WARPS),
+                                  _sum_k_warps(acc6, K_WARPS), _sum_k_warps(acc7, K_WARPS))
+    r_lo = tl.minimum(row_lo, N - 1).to(tl.int64)  # clamped for the loads
+    r_hi = tl.minimum(row_lo + 8, N - 1).to(tl.int64)
     unfold = 1.0 if SCALE_KIND == 0 else 512.0  # NVFP4's scales carried 2^-9
     scale_lo = tl.full(row_lo.shape, unfold, tl.float32)
     scale_hi = scale_lo
@@ -141,12 +154,18 @@ def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, 
 
 
 @triton.jit
-def _ld(ptrs, mask, EVEN_K: tl.constexpr):
+def _sum_k_warps(acc, K_WARPS: tl.constexpr):
+    """[32 * K_WARPS] per-thread sums -> [32], lane l the sum over the warps' lane l (through shared memory)."""
+    return tl.sum(tl.reshape(acc, (K_WARPS, 32)), axis=0)
+
+
+@triton.jit
+def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
     """A load that is masked (0 past K) only when K is ragged."""
     if EVEN_K:
-        return tl.load(ptrs)
+        return tl.load(ptrs, eviction_policy=EVICT)
     else:
-        return tl.load(ptrs, mask=mask, other=0)
+        return tl.load(ptrs, mask=mask, other=0, eviction_policy=EVICT)
 
 
 @triton.jit
@@ -158,17 +177,18 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
     accumulators. Past K: codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
     wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
-    wl = _ld(wl_row[:, None] + word, wmask, EVEN_K)
-    wh = _ld(wh_row[:, None] + word, wmask, EVEN_K)
+    # the weights are read once: first out of L1 and L2
+    wl = _ld(wl_row[:, None] + word, wmask, EVEN_K, "evict_first")
+    wh = _ld(wh_row[:, None] + word, wmask, EVEN_K, "evict_first")
     if SCALE_KIND == 0:  # one group of 32
-        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
-        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
+        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
+        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
     else:  # two groups of 16
-        sc_lo0 = _e4m3_bf16_folded(_ld(sl_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
-        sc_hi0 = _e4m3_bf16_folded(_ld(sh_row + s_col, k_lane < K, EVEN_K).to(tl.int32))
-        sc_lo1 = _e4m3_bf16_folded(_ld(sl_row + s_col + 1, k_lane + 16 < K, EVEN_K).to(tl.int32))
-        sc_hi1 = _e4m3_bf16_folded(_ld(sh_row + s_col + 1, k_lane + 16 < K, EVEN_K).to(tl.int32))
+        sc_lo0 = _e4m3_bf16_folded(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
+        sc_hi0 = _e4m3_bf16_folded(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
+        sc_lo1 = _e4m3_bf16_folded(_ld(sl_row + s_col + 1, k_lane + 16 < K, EVEN_K, "").to(tl.int32))
+        sc_hi1 = _e4m3_bf16_folded(_ld(sh_row + s_col + 1, k_lane + 16 < K, EVEN_K, "").to(tl.int32))
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
@@ -196,54 +216,70 @@ def _fp4_gemv_mma(
     M, N, K, words_per_split,
     stride_am, stride_wn, stride_sn, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-    EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, WARPS: tl.constexpr, CHUNKS: tl.constexpr, ITERS: tl.constexpr,
+    EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
+    CHUNKS: tl.constexpr, ITERS: tl.constexpr,
 ):
-    # K splits vary fastest, so the programs resident on an SM at once share few K ranges and
-    # A's columns for them stay in L1 (A is up to 16 x K bf16, re-read by every row tile)
+    # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
+    # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
+    # resident on an SM at once share few K ranges of A.
     pid_k = tl.program_id(0)
     pid_n = tl.program_id(1)
-    t = tl.arange(0, 32 * WARPS)  # one element per thread
+    t = tl.arange(0, 32 * K_WARPS)  # one element per thread
     g = (t % 32) // 4
     c = t % 4
-    row0 = (pid_n * WARPS + t // 32) * 16 + g  # the warp's 16-row tile: rows g and g + 8
-    r_lo = tl.minimum(row0, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
-    r_hi = tl.minimum(row0 + 8, N - 1).to(tl.int64)
-    w0 = pid_k * words_per_split  # passed in words so triton sees 16-byte alignment
+    row0 = pid_n * (16 * ROWS) + g  # the lane's rows: g, g + 8 (and g + 16, g + 24 with ROWS = 2)
+    r0 = tl.minimum(row0, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
+    r1 = tl.minimum(row0 + 8, N - 1).to(tl.int64)
+    r2 = tl.minimum(row0 + 16, N - 1).to(tl.int64)
+    r3 = tl.minimum(row0 + 24, N - 1).to(tl.int64)
+    first = pid_k * words_per_split // 16 + (t // 32) * CHUNKS  # the warp's first 128-column step
     # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes in a
     # row, CHUNKS such runs per step
-    w_col = tl.max_contiguous(tl.multiple_of(w0 + c * 4, 4), 1)
+    w_col = tl.max_contiguous(tl.multiple_of(first * 16 + c * 4, 4), 1)  # in words: 16-byte aligned
     G_STEP: tl.constexpr = 4 if SCALE_KIND == 0 else 8  # scale bytes per row per 128 columns
-    s_col = tl.max_contiguous(w0 // 4 + c if SCALE_KIND == 0 else w0 // 2 + c * 2, 1)  # one byte per load
-    a_word = tl.multiple_of(w0 * 4 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
+    s_col = tl.max_contiguous(first * G_STEP + c * (G_STEP // 4), 1)  # one byte per load
+    a_word = tl.multiple_of(first * 64 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
     a1_ptrs = a_ptr + tl.minimum(g, M - 1)[:, None] * stride_am + a_word  # rows g, g + 8 of A (clamped)
     a2_ptrs = a_ptr + tl.minimum(g + 8, M - 1)[:, None] * stride_am + a_word
 
-    zero = tl.full((32 * WARPS,), 0.0, tl.float32)
+    zero = tl.full((32 * K_WARPS,), 0.0, tl.float32)
     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = zero, zero, zero, zero, zero, zero, zero, zero
-    k_first = w0 * 8 + c * 32  # the lane's first column
+    bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
+    k_first = first * 128 + c * 32  # the lane's first column
     for it in range(ITERS):
         for j in tl.static_range(CHUNKS):
-            step = it * CHUNKS + j  # 128-column steps so far
+            step = it * K_WARPS * CHUNKS + j  # 128-column steps past the warp's first
             k_lane = k_first + step * 128
             x0, x1, x2, x3 = _load_a(a1_ptrs + step * 64, k_lane, K, EVEN_K)
             y0, y1, y2, y3 = x0, x1, x2, x3
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
-                w_ptr + r_lo * stride_wn, w_ptr + r_hi * stride_wn, s_ptr + r_lo * stride_sn, s_ptr + r_hi * stride_sn,
-                K, k_lane, w_col + step * 16, s_col + step * G_STEP,
+                w_ptr + r0 * stride_wn, w_ptr + r1 * stride_wn, s_ptr + r0 * stride_sn,
+                s_ptr + r1 * stride_sn, K, k_lane, w_col + step * 16, s_col + step * G_STEP,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                 SCALE_KIND, EVEN_K, TWO_TILES)
+            if ROWS == 2:
+                bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
+                    w_ptr + r2 * stride_wn, w_ptr + r3 * stride_wn, s_ptr + r2 * stride_sn,
+                    s_ptr + r3 * stride_sn, K, k_lane, w_col + step * 16, s_col + step * G_STEP,
+                    x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
+                    SCALE_KIND, EVEN_K, TWO_TILES)
 
-    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row0, r_lo, r_hi, pid_k, M, N,
-              stride_g, stride_cm, c, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES)
+    lane = tl.arange(0, 32)
+    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
+              pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
+    if ROWS == 2:
+        _epilogue(c_ptr, g_ptr, bias_ptr, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
+                  pid_n * (16 * ROWS) + 16 + lane // 4, pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G,
+                  HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
 
 
 @triton.jit
 def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
     """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
-    return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K),
-            _ld(ptrs + 8, (k_lane + 16 < K)[:, None], EVEN_K), _ld(ptrs + 12, (k_lane + 24 < K)[:, None], EVEN_K))
+    return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K, ""), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K, ""),
+            _ld(ptrs + 8, (k_lane + 16 < K)[:, None], EVEN_K, ""), _ld(ptrs + 12, (k_lane + 24 < K)[:, None], EVEN_K, ""))
 
 
 @triton.jit
@@ -295,28 +331,33 @@ def usable(a: torch.Tensor) -> bool:
 
 
 def config(m: int, n: int, k: int, sms: int = 132) -> tuple:
-    """(warps, chunks per step, split_k), measured on the H100 at N = K = 8192
-    (bench/results/h100-triton.md): 4-warp programs; 2 lane chunks per step (4 with two n8 tiles);
-    K split until the SMs hold about 32 warps each (16 with two n8 tiles, whose activation loads
-    already fill L1)."""
-    warps, chunks, per_sm = (4, 2, 32) if m <= 8 else (4, 4, 16)
-    programs = triton.cdiv(n, 16 * warps)
-    split = 1
-    while programs * split * 2 * warps <= per_sm * sms and k // (split * 2) >= 128 * chunks:
+    """(rows, k_warps, chunks, split_k), measured on the H100 at N = K = 8192
+    (bench/results/h100-triton.md): M <= 8 one 16-row tile per program and 1 lane chunk per step;
+    M > 8 (two n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments and 2
+    chunks. K is split over the program's warps, then over programs, until the SMs hold about 32
+    warps each (16 with two n8 tiles)."""
+    rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 2, 16)
+    blocks, steps, want = triton.cdiv(n, 16 * rows), k // (128 * chunks), per_sm * sms
+    k_warps = split = 1
+    while k_warps < 16 and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
+        k_warps *= 2
+    while blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
         split *= 2
-    return warps, chunks, split
+    return rows, k_warps, chunks, split
 
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
-    -> C [M, N] in out_dtype (or into `out`). cfg: (warps, chunks, split_k)."""
+    -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k)."""
     m, k = a.shape
     n = words.shape[0]
-    warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1])
-    step = 128 * chunks
+    rows, k_warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1])
+    if rows not in (1, 2) or k_warps not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"fp4_gemv_mma: cfg {cfg}: rows must be 1 or 2 and k_warps a power of two <= 32")
+    step = 128 * chunks * k_warps  # columns a program's warps take per loop iteration
     acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
-    grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * warps))
+    grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * rows))
     if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
         a = a.contiguous()
     a_words = a.view(torch.int32)  # bf16 pairs (K is a multiple of 8)
@@ -325,8 +366,8 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         a_words, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
         a_words.stride(0), words.stride(0), scales.stride(0), g.stride(0) if g is not None else 0, acc.stride(0),
         SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
-        EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, WARPS=warps, CHUNKS=chunks, ITERS=k_per_split // step,
-        num_warps=warps, num_stages=1,
+        EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
+        ITERS=k_per_split // step, num_warps=k_warps, num_stages=1,
     )
-    check_lanes(compiled, warps)
+    check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)

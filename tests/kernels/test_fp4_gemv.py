@@ -40,14 +40,21 @@ def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
     assert_close_rel(got, want, "fp32")
 
 
-MMA_CASES = [  # kind, M, N, K, (warps, chunks, split_k): partial row tiles, ragged K, two n8 tiles
+MMA_CASES = [  # kind, M, N, K, (rows, k_warps, chunks, split_k): partial row tiles, ragged K, two n8 tiles,
+    # one or two 16-row tiles per program, K split over a program's warps, over programs (atomic
+    # adds), and both
     ("mxfp4", 1, 8192, 8192, None),
-    ("mxfp4", 3, 515, 2880, (4, 2, 1)),  # K = 22.5 steps of 128: a masked last chunk
-    ("mxfp4", 9, 77, 1056, (1, 4, 2)),
-    ("mxfp4", 16, 300, 4096, (4, 4, 4)),
-    ("nvfp4", 1, 300, 4112, (4, 2, 4)),  # K % 32 == 16: half of a lane's chunk past K
-    ("nvfp4", 12, 130, 1040, (1, 1, 3)),
+    ("mxfp4", 3, 515, 2880, (1, 1, 2, 1)),  # K = 22.5 steps of 128: a masked last chunk
+    ("mxfp4", 2, 515, 2880, (2, 8, 1, 1)),  # the same tail with 8 K warps, some past K altogether
+    ("mxfp4", 9, 77, 1056, (1, 1, 4, 2)),
+    ("mxfp4", 16, 300, 4096, (2, 4, 2, 2)),  # 300 rows: the last program's second tile is past N
+    ("mxfp4", 5, 8192, 8192, (1, 16, 1, 1)),
+    ("mxfp4", 16, 8192, 8192, None),
+    ("nvfp4", 1, 300, 4112, (1, 1, 2, 4)),  # K % 32 == 16: half of a lane's chunk past K
+    ("nvfp4", 1, 300, 4112, (2, 4, 2, 2)),
+    ("nvfp4", 12, 130, 1040, (1, 2, 1, 3)),
     ("nvfp4", 16, 8192, 8192, None),
+    ("nvfp4", 4, 8192, 8192, None),
 ]
 
 
@@ -101,5 +108,5 @@ def test_check_lanes_accepts_one_value_per_thread_and_refuses_others():
 
 def test_fp4_gemv_cfg_of_the_other_kernel_is_a_clear_error():
     wp, ws = quantize_mxfp4(torch.randn(8, 64))
-    with pytest.raises(ValueError, match=r"cfg=\(4, 2, 8\) does not fit"):
-        fv.fp4_gemv(torch.randn(1, 64), wp, ws, fv.E8M0, cfg=(4, 2, 8))
+    with pytest.raises(ValueError, match=r"cfg=\(1, 8, 2, 1\) does not fit"):
+        fv.fp4_gemv(torch.randn(1, 64), wp, ws, fv.E8M0, cfg=(1, 8, 2, 1))
