@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call (the device tool's H100): install qcert, then the named stages, results under $OUT.
 #   bench: bench/bench_kernels.py     run: the full hardware run (qcert run --hardware cuda)
-#   tests: the GPU-only kernel unit tests (interpreted ones stay in CPU CI: triton < 3.9's
+#   tests: the GPU-only kernel unit tests (tensor-core GEMV, MoE in a CUDA graph) (interpreted ones stay in CPU CI: triton < 3.9's
 #          interpreter breaks compiled launches later in the same process)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
@@ -27,7 +27,8 @@ for stage in "$@"; do
                -n 4 -rs -q 2>&1 | tail -40 | tee -a "$log" ;;
     run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
-    tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py -q -k mma 2>&1 | tail -15 | tee -a "$log" ;;
+    tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_moe_routing.py -q \
+             -k "mma or graph" 2>&1 | tail -15 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
   esac
   echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"

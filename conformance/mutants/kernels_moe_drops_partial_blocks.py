@@ -15,8 +15,9 @@ def floor_blocks(topk_ids, num_experts, block_m):
     padded = (counts + block_m - 1) // block_m * block_m
     start = torch.cumsum(padded, 0) - padded
     row = torch.arange(r.sorted_slot.numel(), device=r.sorted_slot.device)
-    expert = torch.repeat_interleave(torch.arange(num_experts, device=row.device), padded)
-    dropped = (row - start[expert]) >= (counts // block_m * block_m)[expert]
+    expert = r.block_expert.long().repeat_interleave(block_m)  # -1: blocks past the used ones
+    e = expert.clamp(min=0)
+    dropped = (expert >= 0) & ((row - start[e]) >= (counts // block_m * block_m)[e])
     return moe.Routing(r.sorted_slot.masked_fill(dropped, -1), r.token.masked_fill(dropped, -1),
                        r.block_expert, r.block_m)
 

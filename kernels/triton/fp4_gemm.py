@@ -59,9 +59,11 @@ def _fp4_gemm(
         rows = offs_m.to(tl.int64)
     if HAS_EXPERT:
         e = tl.load(blk_e_ptr + pid_m).to(tl.int64)
-        e = tl.where(e < 0, 0, e)  # a padding-only block: rows are masked, any expert will do
+        live = e >= 0  # expert -1: a padding-only block, computes nothing and stores 0
+        e = tl.where(live, e, 0)
     else:
         e = 0
+        live = True
 
     a_row_ptr = a_ptr + rows[:, None] * stride_am
     w_base = w_ptr + e * stride_we + offs_n.to(tl.int64)[:, None] * stride_wn
@@ -73,34 +75,35 @@ def _fp4_gemm(
     NSB: tl.constexpr = BLOCK_K // GROUP  # scales per row per step
     offs_s = tl.arange(0, NSB)
     k_lo = pid_k * k_per_split
-    for it in range(ITERS):
-        k0 = k_lo + it * BLOCK_K
-        kb = k0 // 2 + offs_b  # byte index along K//2
-        b_ok = kb < half_k
-        # activations: even and odd columns
-        a_mask = m_ok[:, None] & b_ok[None, :]
-        a_even = tl.load(a_row_ptr + (2 * kb)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
-        a_odd = tl.load(a_row_ptr + (2 * kb + 1)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
-        # weights: one byte = two codes
-        w_mask = n_ok[:, None] & b_ok[None, :]
-        byte = tl.load(w_base + kb[None, :], mask=w_mask, other=0).to(tl.int32)
-        # one scale per GROUP elements, broadcast over its bytes through a reshape
-        si = k0 // GROUP + offs_s
-        s_raw = tl.load(s_base + si[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
-        if SCALE_KIND == 0:
-            scale = E8M0_TO_F32(s_raw.to(tl.int32))
-        else:
-            scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-        w_lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                          (BLOCK_N, BYTES))
-        w_hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                          (BLOCK_N, BYTES))
-        if DOT_F32:
-            acc = tl.dot(a_even, tl.trans(w_lo), acc, input_precision="ieee")
-            acc = tl.dot(a_odd, tl.trans(w_hi), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a_even.to(tl.bfloat16), tl.trans(w_lo.to(tl.bfloat16)), acc)
-            acc = tl.dot(a_odd.to(tl.bfloat16), tl.trans(w_hi.to(tl.bfloat16)), acc)
+    if live:  # a padding-only block skips the K loop (one branch on a scalar)
+        for it in range(ITERS):
+            k0 = k_lo + it * BLOCK_K
+            kb = k0 // 2 + offs_b  # byte index along K//2
+            b_ok = kb < half_k
+            # activations: even and odd columns
+            a_mask = m_ok[:, None] & b_ok[None, :]
+            a_even = tl.load(a_row_ptr + (2 * kb)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
+            a_odd = tl.load(a_row_ptr + (2 * kb + 1)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
+            # weights: one byte = two codes
+            w_mask = n_ok[:, None] & b_ok[None, :]
+            byte = tl.load(w_base + kb[None, :], mask=w_mask, other=0).to(tl.int32)
+            # one scale per GROUP elements, broadcast over its bytes through a reshape
+            si = k0 // GROUP + offs_s
+            s_raw = tl.load(s_base + si[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
+            if SCALE_KIND == 0:
+                scale = E8M0_TO_F32(s_raw.to(tl.int32))
+            else:
+                scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
+            w_lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                              (BLOCK_N, BYTES))
+            w_hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                              (BLOCK_N, BYTES))
+            if DOT_F32:
+                acc = tl.dot(a_even, tl.trans(w_lo), acc, input_precision="ieee")
+                acc = tl.dot(a_odd, tl.trans(w_hi), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a_even.to(tl.bfloat16), tl.trans(w_lo.to(tl.bfloat16)), acc)
+                acc = tl.dot(a_odd.to(tl.bfloat16), tl.trans(w_hi.to(tl.bfloat16)), acc)
 
     if HAS_G:
         g = tl.load(g_ptr + e * stride_ge + offs_n, mask=n_ok, other=0.0)

@@ -30,24 +30,30 @@ class Routing:
 
 
 def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Routing:
+    """Sort the (token, slot) pairs by expert and pad each expert's run to a multiple of block_m,
+    without a host sync (so a CUDA graph can hold it): the padded length is its bound, T * k plus
+    block_m - 1 per expert that can have rows, and the blocks past the used ones get expert -1
+    (the GEMM skips their weights). Out-of-range ids are an error, checked outside graph capture."""
     t, k = topk_ids.shape
     flat = topk_ids.reshape(-1).to(torch.int64)
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_experts):
+    n = flat.numel()
+    capturing = flat.is_cuda and torch.cuda.is_current_stream_capturing()
+    if n and not capturing and (int(flat.min()) < 0 or int(flat.max()) >= num_experts):
         raise ValueError(f"moe: topk_ids out of range [0, {num_experts})")
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=num_experts)
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + block_m - 1) // block_m * block_m
     start = torch.cumsum(counts, 0) - counts
-    start_padded = torch.cumsum(padded, 0) - padded
+    end_padded = torch.cumsum(padded, 0)
     sorted_e = flat[order]
-    pos = start_padded[sorted_e] + torch.arange(flat.numel(), device=flat.device) - start[sorted_e]
-    p = int(padded.sum())
+    pos = end_padded[sorted_e] - padded[sorted_e] + torch.arange(n, device=flat.device) - start[sorted_e]
+    p = (n + min(num_experts, n) * (block_m - 1) + block_m - 1) // block_m * block_m
     sorted_slot = torch.full((p,), -1, dtype=torch.int64, device=flat.device)
     sorted_slot[pos] = order
     token = torch.where(sorted_slot >= 0, sorted_slot // k, -1).to(torch.int32)
-    block_expert = torch.repeat_interleave(
-        torch.arange(num_experts, device=flat.device, dtype=torch.int32), padded // block_m
-    )
+    block_start = torch.arange(0, p, block_m, device=flat.device)
+    expert = torch.searchsorted(end_padded, block_start, right=True)  # the expert whose run holds the block
+    block_expert = torch.where(expert < num_experts, expert, -1).to(torch.int32)
     return Routing(sorted_slot, token, block_expert, block_m)
 
 
@@ -77,13 +83,14 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
         act = qdq_mid(act)
     y = fp4_gemm(act, w2, w2_scale, scale_kind, block_expert=r.block_expert, block_m=r.block_m, g=g2,
                  out_dtype=torch.float32)
+    # weighted sum per token; padding rows go to a spare row t (no boolean indexing: no host sync)
     valid = r.sorted_slot >= 0
-    slot = r.sorted_slot[valid]
+    slot = r.sorted_slot.clamp(min=0)
     k = topk_ids.shape[1]
-    weighted = y[valid] * topk_weights.reshape(-1)[slot].to(torch.float32).unsqueeze(-1)
-    acc = torch.zeros((t, h), dtype=torch.float32, device=x.device)
-    acc.index_add_(0, slot // k, weighted)
-    out.copy_(acc)
+    weight = torch.where(valid, topk_weights.reshape(-1)[slot].to(torch.float32), 0.0)
+    acc = torch.zeros((t + 1, h), dtype=torch.float32, device=x.device)
+    acc.index_add_(0, torch.where(valid, slot // k, t), y * weight.unsqueeze(-1))
+    out.copy_(acc[:t])
     return out
 
 
