@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call (the device tool's H100): install qcert, then the named stages, results under $OUT.
 #   bench: bench/bench_kernels.py     run: the full hardware run (qcert run --hardware cuda)
-#   tests: the GPU-only kernel unit tests (tensor-core GEMV, MoE in a CUDA graph) (interpreted ones stay in CPU CI: triton < 3.9's
-#          interpreter breaks compiled launches later in the same process)
+#   tests: the GPU-only kernel unit tests: tensor-core GEMV, MoE in a CUDA graph (interpreted ones
+#          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
 # wheels); it is unpacked onto PYTHONPATH when present.

@@ -12,8 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, "bench")
-from bench_kernels import _fp4_weights, gemv_cfg  # noqa: E402
-from qcert.kernels.triton import fp4_gemv as fv  # noqa: E402
+from bench_kernels import _fp4_weights, _linear, gemv_cfg  # noqa: E402
 
 N = K = 8192
 
@@ -26,12 +25,9 @@ def main() -> int:
     p.add_argument("--no-mma", action="store_true", help="the CUDA-core (M = 1) / fp32 kernels instead")
     a = p.parse_args()
     sets, _, _ = _fp4_weights(a.kind, N, K)
-    kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     x = torch.randn(a.m, K, device="cuda", dtype=torch.bfloat16)
     for i in range(3):
-        wp, ws, s2 = sets[i % len(sets)]
-        g = None if s2 is None else s2.float().reshape(-1).expand(N)
-        fv.fp4_gemv(x, wp, ws, kind, g=g, cfg=a.cfg, mma=not a.no_mma)
+        _linear(a.kind, x, sets[i % len(sets)], a.cfg, not a.no_mma)
     torch.cuda.synchronize()
     return 0
 

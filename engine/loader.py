@@ -17,7 +17,6 @@ from .plan import LoadPlan, _sources, build_plan
 from .quant.methods import dequantize
 
 
-
 def _as_engine(t: torch.Tensor, src) -> torch.Tensor:
     if t.dtype == torch.float8_e8m0fnu:
         t = t.view(torch.uint8)  # e8m0 scales are kept as raw exponent bytes

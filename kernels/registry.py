@@ -12,6 +12,7 @@ its backends are missing, any other exception (a bug in our code) propagates.
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -212,8 +213,8 @@ def available_backends(op: str, ctx: OpContext) -> list[str]:
 ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes
 
 
-def _preferred(o: "_Op", ctx: OpContext, fits) -> list[Backend]:
-    """The backends select() may choose unrequested, preferred first."""
+def _preferred(o: "_Op", ctx: OpContext, want_layout: str, fits) -> list[Backend]:
+    """The backends select() may choose unrequested, preferred first (never empty: raises)."""
     out = []
     for b in backends(o.name):
         if not fits(b) or b.on_request:
@@ -222,6 +223,8 @@ def _preferred(o: "_Op", ctx: OpContext, fits) -> list[Backend]:
             continue
         if b.check(ctx) is None:
             out.append(b)
+    if not out:
+        raise BackendUnavailable(o.name, "<any>", f"no backend for layout {want_layout!r} on {ctx.device_type}")
     return out
 
 
@@ -258,10 +261,7 @@ def select(op: str, ctx: OpContext, requested: str | None = None, *, layout: str
         if reason is not None:
             raise BackendUnavailable(op, requested, reason)
         return b
-    preferred = _preferred(o, ctx, fits)
-    if preferred:
-        return preferred[0]
-    raise BackendUnavailable(op, "<any>", f"no backend for layout {want_layout!r} on {ctx.device_type}")
+    return _preferred(o, ctx, want_layout, fits)[0]
 
 
 def run(op: str, ctx: OpContext, args: tuple, kwargs: dict, requested: str | None = None, *,
@@ -280,18 +280,13 @@ def run(op: str, ctx: OpContext, args: tuple, kwargs: dict, requested: str | Non
         return chosen, chosen.fn(*args, **kwargs)
     o = _get(op)
     want_layout, fits = _fits(o, layout)
-    preferred = _preferred(o, ctx, fits)
-    if not preferred:
-        raise BackendUnavailable(op, "<any>", f"no backend for layout {want_layout!r} on {ctx.device_type}")
+    stand_ins = (b for b in backends(op) if b.on_request and fits(b) and b.check(ctx) is None)  # lazy
     declined = []
-    # the layout's stand-ins are looked up only once everything preferred has declined
-    for candidates in (lambda: preferred, lambda: [b for b in backends(op) if b.on_request and fits(b)
-                                                   and b.check(ctx) is None]):
-        for b in candidates():
-            try:
-                return b, b.fn(*args, **kwargs)
-            except BackendUnavailable as e:
-                declined.append(str(e))
+    for b in itertools.chain(_preferred(o, ctx, want_layout, fits), stand_ins):
+        try:
+            return b, b.fn(*args, **kwargs)
+        except BackendUnavailable as e:
+            declined.append(str(e))
     raise BackendUnavailable(op, "<any>", "every available backend declined these arguments: " + "; ".join(declined))
 
 

@@ -8,6 +8,15 @@ import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
 
+def ptx_e2m1_bf16x2(dst: str, sign: str, mag: str) -> str:
+    """PTX text (not a device function) shared by the inline-asm decodes: two e2m1 codes as a
+    bf16x2 of e2m1 * 2^-126. Register `sign` holds the codes' sign bits at bits 15 and 31, `mag`
+    their (e1 e0 m) at bits 8..6 and 24..22 (other bits of both are masked off; `mag` is
+    overwritten): a bf16 with exponent e and mantissa m/2 is 2^(e-127)(1 + m/2), and the subnormal
+    2^-127 for code 1, so times 2^126 (0x7E80) it is exactly the e2m1 value."""
+    return f"and.b32 {dst}, {sign}, 0x80008000;\nand.b32 {mag}, {mag}, 0x01C001C0;\nor.b32 {dst}, {dst}, {mag};\n"
+
+
 def rowmax(x):
     """Max over axis 1 (compiled kernels: triton's own tl.max)."""
     return tl.max(x, 1)

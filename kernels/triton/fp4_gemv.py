@@ -36,16 +36,13 @@ MAX_M = 16
 
 def _ptx_pairs(word: str, lo: str, hi: str, sel: str) -> str:
     """PTX: two bytes of `word` (prmt selector `sel`) -> bf16x2 registers `lo` (their low nibbles)
-    and `hi` (their high nibbles). prmt puts the bytes in the top byte of the two 16-bit lanes; a
-    nibble's sign goes to bit 15 and its (e1 e0 m) bits to 8..6, i.e. a bf16 with exponent e and
-    mantissa m/2: 2^(e-127)(1+m/2) for e >= 1, the subnormal 2^-127 for code 1. Times 2^126 (`bias`,
-    0x7E80) that is exactly the e2m1 value; -0 (`nz`) as the addend keeps the sign of zero."""
-    out = [f"prmt.b32 t, {word}, 0, {sel};"]
-    for dst, extract in ((lo, "shl.b32 u, t, 4;\nshr.b32 v, t, 2;\nand.b32 u, u, 0x80008000;"),
-                         (hi, "shr.b32 v, t, 6;\nand.b32 u, t, 0x80008000;")):
-        out.append(f"{extract}\nand.b32 v, v, 0x01C001C0;\nor.b32 u, u, v;")
-        out.append(f"fma.rn.bf16x2 {dst}, u, bias, nz;")
-    return "\n".join(out) + "\n"
+    and `hi` (their high nibbles), each exactly the e2m1 value: prmt puts the bytes in the top byte
+    of the two 16-bit lanes, shifts bring a nibble's sign to bit 15 and its (e1 e0 m) to 8..6
+    (h.ptx_e2m1_bf16x2), times 2^126 (`bias`); -0 (`nz`) as the addend keeps the sign of zero."""
+    out = [f"prmt.b32 t, {word}, 0, {sel};\n"]
+    for dst, shifts, sign in ((lo, "shl.b32 u, t, 4;\nshr.b32 v, t, 2;\n", "u"), (hi, "shr.b32 v, t, 6;\n", "t")):
+        out += [shifts, h.ptx_e2m1_bf16x2("u", sign, "v"), f"fma.rn.bf16x2 {dst}, u, bias, nz;\n"]
+    return "".join(out)
 
 
 # PTX: M = 1 on the CUDA cores. One word ($1) and the 8 fp32 activations of its columns ($2..$9, in
@@ -260,17 +257,10 @@ fp4_gemv1_kernel = kernel(
     DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
 )
 
-# Per-shape overrides (scale kind, N, K) -> config, for shapes tuned apart from the heuristic below.
-TUNED: dict[tuple[int, int, int], tuple] = {}
-
-
 def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tuple:
     """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
     if device.type == "cpu":
         return 16, 64, 1, 4, 1
-    tuned = TUNED.get((scale_kind, n, k))
-    if tuned is not None:
-        return tuned
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
     # 4 rows per program, so there are many programs. M >= 2 (fp32 dot, fp16/fp32 activations):

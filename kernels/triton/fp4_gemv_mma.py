@@ -43,21 +43,23 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _helpers as h
 from ._launch import device_facts, split_k_result, split_k_target
 
 
 def _decode_ptx(bias: bool) -> str:
     """PTX: word $4 (8 codes, code j in bits 4j..4j+3) and bf16x2 scale $5 (the scale twice) ->
-    $0..$3, bf16x2 of codes (0, 4), (1, 5), (2, 6), (3, 7). Code j's sign goes to bit 15 of its half
-    and its (e1 e0 m) to bits 8..6: a bf16 of value e2m1 * 2^-126. Then times 2^126 (`bias`, 0x7E80;
-    NVFP4 leaves it to the scale) and times the scale; -0 as the addend keeps the sign of zero."""
+    $0..$3, bf16x2 of codes (0, 4), (1, 5), (2, 6), (3, 7). Shifts bring code j's sign to bit 15 of
+    its half and its (e1 e0 m) to bits 8..6 (h.ptx_e2m1_bf16x2: e2m1 * 2^-126); then times 2^126
+    (`bias`, 0x7E80; NVFP4 leaves it to the scale) and times the scale; -0 as the addend keeps the
+    sign of zero."""
     # (register, shift bringing the sign to bit 15, shift bringing the magnitude to bits 8..6)
     parts = [("$0", 12, 6), ("$1", 8, 2), ("$2", 4, -2), ("$3", 0, -6)]
     out = ["{", ".reg .b32 s, m, bias, nz;", "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
     for reg, sign_shift, mag_shift in parts:
         out.append(f"shl.b32 s, $4, {sign_shift};" if sign_shift else "mov.b32 s, $4;")
         out.append(f"shl.b32 m, $4, {mag_shift};" if mag_shift > 0 else f"shr.b32 m, $4, {-mag_shift};")
-        out += ["and.b32 s, s, 0x80008000;", "and.b32 m, m, 0x01C001C0;", "or.b32 s, s, m;"]
+        out.append(h.ptx_e2m1_bf16x2("s", "s", "m").rstrip("\n"))
         if bias:
             out.append("fma.rn.bf16x2 s, s, bias, nz;")
         out.append(f"fma.rn.bf16x2 {reg}, s, $5, nz;")

@@ -146,13 +146,12 @@ def fp8_gemm_tma(a: torch.Tensor, w: torch.Tensor, ws: torch.Tensor, a_s: torch.
     bm, bn, bk, gm, warps, stages, flatten, ws_flag = config or TMA_CONFIG
     m, k = a.shape
     n = w.shape[0]
-    sms = device_facts(a.device)[1]
-    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
-    fp8_gemm_tma_kernel.on(a.device)[(min(sms, tiles),)](
+    programs = min(device_facts(a.device)[1], triton.cdiv(m, bm) * triton.cdiv(n, bn))  # persistent: <= 1 per SM
+    fp8_gemm_tma_kernel.on(a.device)[(programs,)](
         TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(w, [bn, bk]),
         ws, a_s, bias if bias is not None else ws, c, m, n, k, c.stride(0),
         PER_CHANNEL=ws.numel() != 1, HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm,
-        NUM_SMS=min(sms, tiles), FLATTEN=flatten, WARP_SPECIALIZE=ws_flag, num_warps=warps, num_stages=stages,
+        NUM_SMS=programs, FLATTEN=flatten, WARP_SPECIALIZE=ws_flag, num_warps=warps, num_stages=stages,
     )
     return c
 

@@ -85,11 +85,9 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
                  out_dtype=torch.float32)
     # weighted sum per token; padding rows go to a spare row t (no boolean indexing: no host sync)
     valid = r.sorted_slot >= 0
-    slot = r.sorted_slot.clamp(min=0)
-    k = topk_ids.shape[1]
-    weight = torch.where(valid, topk_weights.reshape(-1)[slot].to(torch.float32), 0.0)
+    weight = torch.where(valid, topk_weights.reshape(-1)[r.sorted_slot.clamp(min=0)].to(torch.float32), 0.0)
     acc = torch.zeros((t + 1, h), dtype=torch.float32, device=x.device)
-    acc.index_add_(0, torch.where(valid, slot // k, t), y * weight.unsqueeze(-1))
+    acc.index_add_(0, torch.where(valid, r.token.long(), t), y * weight.unsqueeze(-1))
     out.copy_(acc[:t])
     return out
 

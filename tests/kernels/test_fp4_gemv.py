@@ -23,20 +23,28 @@ CASES = [  # kind, M, N, K, (BLOCK_N, BLOCK_K, split_k, warps, stages)
 ]
 
 
-@pytest.mark.parametrize("kind,m,n,k,cfg", CASES)
-def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
+def _gemv_and_reference(kind, x, w, bias, cfg, **kw):
+    """(fp4_gemv, the torch reference) for w quantized as `kind`, on x's device."""
+    n = w.shape[0]
+    if kind == "mxfp4":
+        wp, ws = (t.to(x.device) for t in quantize_mxfp4(w))
+        return (fv.fp4_gemv(x, wp, ws, fv.E8M0, bias=bias, cfg=cfg, **kw),
+                ref.mxfp4_linear(x.float(), wp, ws, bias.float()))
+    wp, ws, s2 = (t.to(x.device) for t in quantize_nvfp4(w))
+    return (fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg, **kw),
+            ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float()))
+
+
+def _inputs(m, n, k):
     g = torch.Generator().manual_seed(n * k + m)
     w = torch.randn(n, k, generator=g) * torch.exp(torch.randn(n, 1, generator=g))
-    x = torch.randn(m, k, generator=g)
-    bias = torch.randn(n, generator=g)
-    if kind == "mxfp4":
-        wp, ws = quantize_mxfp4(w)
-        want = ref.mxfp4_linear(x, wp, ws, bias)
-        got = fv.fp4_gemv(x, wp, ws, fv.E8M0, bias=bias, cfg=cfg)
-    else:
-        wp, ws, s2 = quantize_nvfp4(w)
-        want = ref.nvfp4_linear(x, wp, ws, s2, bias)
-        got = fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg)
+    return w, torch.randn(m, k, generator=g), torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("kind,m,n,k,cfg", CASES)
+def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
+    w, x, bias = _inputs(m, n, k)
+    got, want = _gemv_and_reference(kind, x, w, bias, cfg)
     assert_close_rel(got, want, "fp32")
 
 
@@ -63,20 +71,10 @@ MMA_CASES = [  # kind, M, N, K, (rows, k_warps, chunks, split_k): partial row ti
 def test_fp4_gemv_mma_matches_reference(kind, m, n, k, cfg):
     from qcert.kernels.triton import fp4_gemv_mma
 
-    g = torch.Generator().manual_seed(n * k + m)
-    w = torch.randn(n, k, generator=g) * torch.exp(torch.randn(n, 1, generator=g))
-    x = torch.randn(m, k, generator=g).to(torch.bfloat16).cuda()
-    bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda()
+    w, x, bias = _inputs(m, n, k)
+    x, bias = x.to(torch.bfloat16).cuda(), bias.to(torch.bfloat16).cuda()
     assert fp4_gemv_mma.usable(x)
-    if kind == "mxfp4":
-        wp, ws = (t.cuda() for t in quantize_mxfp4(w))
-        want = ref.mxfp4_linear(x.float(), wp, ws, bias.float())
-        got = fv.fp4_gemv(x, wp, ws, fv.E8M0, bias=bias, cfg=cfg, out_dtype=torch.float32)
-    else:
-        wp, ws, s2 = (t.cuda() for t in quantize_nvfp4(w))
-        want = ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float())
-        got = fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg,
-                          out_dtype=torch.float32)
+    got, want = _gemv_and_reference(kind, x, w, bias, cfg, out_dtype=torch.float32)
     assert_close_rel(got, want, "fp32")
 
 
