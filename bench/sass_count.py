@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 pairs
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
-        const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks,
+        const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
                      ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
     elif a.m == 1:

@@ -303,10 +303,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         raise ValueError(f"fp4_gemv: M={m} > {MAX_M}; use fp4_gemm")
     if k % 8:
         raise ValueError(f"fp4_gemv: K={k} is not a multiple of 8 (whole int32 words of codes)")
-    w = w.view(torch.uint8)
-    if w.stride(-1) != 1 or w.stride(0) % 4 or w.storage_offset() % 4:
-        w = w.contiguous()
-    words = w.view(torch.int32)  # 8 codes per word; rows stay 4-byte aligned (K % 8 == 0)
+    words = fp4_gemv_mma.as_words(w)  # 8 codes per word; rows stay 4-byte aligned (K % 8 == 0)
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits
     out_dtype = out_dtype or a.dtype
     use_mma = fp4_gemv_mma.usable(a) if mma is None else mma

@@ -26,6 +26,10 @@ take turns over K in 128-column steps and add their sums up through shared memor
 GEMV is then one kernel; K split over programs as well (for shapes with few rows) adds into a
 zeroed fp32 buffer and takes a conversion kernel after. The weights are loaded evict-first.
 
+Grouped mode (the MoE at decode sizes, moe.py): grid axis 2 walks M-blocks of block_m <= 16
+rows; a program takes its block's expert (W, scales and g offset by it; an unused block, expert -1,
+reads no weights and writes zeros) and gathers A's rows through the routing's token ids.
+
 Exactness: the decode yields e2m1 * 2^-126 (bits placed in a bf16's subnormal/low exponent range),
 times 2^126 and the block scale in bf16 (MXFP4: two multiplies; NVFP4: one, the scale times 2^117,
 and the 2^-9 left over is taken back in fp32 at the end). e2m1 times a power of two or an e4m3
@@ -187,10 +191,8 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
         sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
     else:  # two groups of 16
-        sc_lo0 = _e4m3_bf16_folded(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
-        sc_hi0 = _e4m3_bf16_folded(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
-        sc_lo1 = _e4m3_bf16_folded(_ld(sl_row + s_col + 1, k_lane + 16 < K, EVEN_K, "").to(tl.int32))
-        sc_hi1 = _e4m3_bf16_folded(_ld(sh_row + s_col + 1, k_lane + 16 < K, EVEN_K, "").to(tl.int32))
+        sc_lo0, sc_lo1 = _e4m3_pair(sl_row, s_col, k_lane, K, EVEN_K)
+        sc_hi0, sc_hi1 = _e4m3_pair(sh_row, s_col, k_lane, K, EVEN_K)
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
@@ -214,18 +216,32 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
 
 @triton.jit
 def _fp4_gemv_mma(
-    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
+    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr,
     M, N, K, words_per_split,
-    stride_am, stride_wn, stride_sn, stride_g, stride_cm,
+    stride_am, stride_we, stride_wn, stride_se, stride_sn, stride_ge, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
-    CHUNKS: tl.constexpr, ITERS: tl.constexpr,
+    CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
-    # resident on an SM at once share few K ranges of A.
+    # resident on an SM at once share few K ranges of A. GROUPED (MoE): grid axis 2 walks M-blocks
+    # of M rows, each with its expert's weights (blk_e_ptr; -1: an unused block, written as zeros)
+    # and, with GATHER, A's rows through a_rows_ptr (-1: padding, any row will do).
     pid_k = tl.program_id(0)
     pid_n = tl.program_id(1)
+    pid_b = tl.program_id(2)
+    iters = ITERS
+    blk_row = 0  # the first C row of the program's M-block
+    if GROUPED:
+        e = tl.load(blk_e_ptr + pid_b)
+        iters = tl.where(e >= 0, ITERS, 0)  # an unused block reads no weights
+        e = tl.maximum(e, 0).to(tl.int64)
+        w_ptr += e * stride_we
+        s_ptr += e * stride_se
+        g_ptr += e * stride_ge
+        blk_row = pid_b * M
+        c_ptr += blk_row.to(tl.int64) * stride_cm
     t = tl.arange(0, 32 * K_WARPS)  # one element per thread
     g = (t % 32) // 4
     c = t % 4
@@ -239,16 +255,16 @@ def _fp4_gemv_mma(
     # row, CHUNKS such runs per step
     w_col = tl.max_contiguous(tl.multiple_of(first * 16 + c * 4, 4), 1)  # in words: 16-byte aligned
     G_STEP: tl.constexpr = 4 if SCALE_KIND == 0 else 8  # scale bytes per row per 128 columns
-    s_col = tl.max_contiguous(first * G_STEP + c * (G_STEP // 4), 1)  # one byte per load
+    s_col = tl.multiple_of(first * G_STEP + c * (G_STEP // 4), G_STEP // 4)  # the lane's 1 or 2 scale bytes
     a_word = tl.multiple_of(first * 64 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
-    a1_ptrs = a_ptr + tl.minimum(g, M - 1)[:, None] * stride_am + a_word  # rows g, g + 8 of A (clamped)
-    a2_ptrs = a_ptr + tl.minimum(g + 8, M - 1)[:, None] * stride_am + a_word
+    a1_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g, M, GATHER)[:, None] * stride_am + a_word  # rows g, g + 8
+    a2_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g + 8, M, GATHER)[:, None] * stride_am + a_word
 
     zero = tl.full((32 * K_WARPS,), 0.0, tl.float32)
     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = zero, zero, zero, zero, zero, zero, zero, zero
     bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
     k_first = first * 128 + c * 32  # the lane's first column
-    for it in range(ITERS):
+    for it in range(iters):
         for j in tl.static_range(CHUNKS):
             step = it * K_WARPS * CHUNKS + j  # 128-column steps past the warp's first
             k_lane = k_first + step * 128
@@ -278,6 +294,17 @@ def _fp4_gemv_mma(
 
 
 @triton.jit
+def _a_row(a_rows_ptr, base, m, M, GATHER: tl.constexpr):
+    """A's row for row m of the M-block starting at C row `base` (clamped into the block). int32
+    offsets, as for the dense GEMV (int64 ones cost NVFP4 at M = 16 9 us): decode-sized MoE rows
+    times K stay far below 2^31."""
+    m = base + tl.minimum(m, M - 1)
+    if GATHER:
+        m = tl.maximum(tl.load(a_rows_ptr + m), 0)
+    return m
+
+
+@triton.jit
 def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
     """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
     return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K, ""), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K, ""),
@@ -290,6 +317,15 @@ def _e8m0_bf16(u):
     2^-127, 255 NaN."""
     bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
     return bits * 0x10001
+
+
+@triton.jit
+def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr):
+    """The lane's two NVFP4 scales (columns k_lane.. and k_lane + 16..) of one row, loaded as one
+    2-byte load (two 1-byte loads took 0.6-1.9 us more at N = K = 8192, M >= 2) -> 2 bf16x2."""
+    j = tl.arange(0, 2)[None, :]
+    b = _ld(row[:, None] + s_col[:, None] + j, (k_lane[:, None] + j * 16) < K, EVEN_K, "")
+    return tl.split(_e4m3_bf16_folded(b.to(tl.int32)))
 
 
 @triton.jit
@@ -348,28 +384,63 @@ def config(m: int, n: int, k: int, sms: int = 132) -> tuple:
     return rows, k_warps, chunks, split
 
 
-def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
+def as_words(w: torch.Tensor) -> torch.Tensor:
+    """Packed e2m1 bytes [..., K // 2] -> int32 words [..., K // 8] (8 codes each), copied only when
+    the rows are not 4-byte aligned."""
+    w = w.view(torch.uint8)
+    if w.stride(-1) != 1 or any(st % 4 for st in w.stride()[:-1]) or w.storage_offset() % 4:
+        w = w.contiguous()
+    return w.view(torch.int32)
+
+
+def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
+                 block_m=None):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
-    -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k)."""
-    m, k = a.shape
-    n = words.shape[0]
+    -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k).
+
+    Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
+    or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
+    A, in M-blocks of block_m <= 16 rows; block b multiplies W[block_expert[b]] (-1: zeros)."""
+    k = a.shape[1]
+    n = words.shape[-2]
+    grouped = block_expert is not None
+    if grouped:
+        m_rows = a_rows.numel() if a_rows is not None else a.shape[0]
+        m, blocks = block_m, block_expert.numel()
+        if block_m is None or not 0 < block_m <= 16 or blocks * block_m != m_rows:
+            raise ValueError(f"fp4_gemv_mma: {m_rows} rows in blocks of {block_m} (<= 16) do not make "
+                             f"the {blocks} blocks of block_expert")
+        stride_we, stride_se = words.stride(0), scales.stride(0)
+        stride_ge, stride_g = (g.stride(0), g.stride(1)) if g is not None else (0, 0)
+    else:
+        m_rows = m = a.shape[0]
+        blocks, stride_we, stride_se, stride_ge = 1, 0, 0, 0
+        stride_g = g.stride(0) if g is not None else 0
+    if cfg is None and grouped:
+        # 4 warps over K per program, one split: the best of 1 to 8 on the H100 for the MXFP4 MoE
+        # at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at T = 16 against 367 with 1 warp)
+        cfg = (1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1)
     rows, k_warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1])
     if rows not in (1, 2) or k_warps not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"fp4_gemv_mma: cfg {cfg}: rows must be 1 or 2 and k_warps a power of two <= 32")
     step = 128 * chunks * k_warps  # columns a program's warps take per loop iteration
-    acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
+    acc = split_k_target(out, (m_rows, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
-    grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * rows))
+    grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * rows), blocks)
     if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
         a = a.contiguous()
     a_words = a.view(torch.int32)  # bf16 pairs (K is a multiple of 8)
-    g_arg, bias_arg = (g if g is not None else acc), (bias if bias is not None else acc)
+    dummy = acc
     compiled = _fp4_gemv_mma[grid](
-        a_words, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
-        a_words.stride(0), words.stride(0), scales.stride(0), g.stride(0) if g is not None else 0, acc.stride(0),
-        SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
+        a_words, a_rows if a_rows is not None else dummy, words, scales, g if g is not None else dummy,
+        block_expert if grouped else dummy, bias if bias is not None else dummy, acc, m, n, k, k_per_split // 8,
+        a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
+        acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, num_warps=k_warps, num_stages=1,
+        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, num_warps=k_warps, num_stages=1,
+        # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16) only one fit,
+        # 31 us instead of 22 at N = K = 8192
+        maxnreg=128 if rows == 2 else None,
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)

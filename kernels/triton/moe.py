@@ -5,7 +5,9 @@ run is padded to a multiple of BLOCK_M, so every M-block of the grouped GEMM bel
 (`block_expert`); padding entries are -1 and compute nothing. GEMM 1 gathers x rows through the
 sorted token ids against w13[e] (gate and up rows); SiLU(gate) * up is rounded to the model dtype
 (as engines materialise it) and, for W4A4, MXFP4- or NVFP4-QDQ'd; GEMM 2 runs it against w2[e]; the
-results are weighted by topk_weights and summed per token in fp32.
+results are weighted by topk_weights and summed per token in fp32. Decode-sized MoE with bf16
+GEMM inputs on an NVIDIA GPU runs both GEMMs on the tensor-core GEMV's grouped mode (8-row blocks,
+fp4_gemv_mma) instead of the general kernel (fp4_gemm, 16- or 64-row blocks).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from ..nvfp4 import moe_activation_scale
 from ._launch import check_out
+from . import fp4_gemv_mma
 from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 
@@ -57,8 +60,25 @@ def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Rou
     return Routing(sorted_slot, token, block_expert, block_m)
 
 
-def _block_m(tokens: int, device: torch.device) -> int:
-    return 16 if device.type == "cpu" or tokens <= 64 else 64
+def _block_m(tokens: int, device: torch.device, gemv: bool) -> int:
+    return 8 if gemv else (16 if device.type == "cpu" or tokens <= 64 else 64)
+
+
+def _decode_gemv(x: torch.Tensor, rows: int, qdq_in, qdq_mid) -> bool:
+    """Decode-sized MoE whose GEMM inputs are bf16 on an NVIDIA GPU: both grouped GEMMs on the
+    tensor-core GEMV (fp4_gemv_mma), 8-row blocks. MXFP4 QDQ outputs (e2m1 * 2^k) are exact in bf16;
+    NVFP4 QDQ outputs (times an fp32 global scale) are not, so they keep the general kernel."""
+    return rows <= 64 and fp4_gemv_mma.usable(x) and qdq_in in (None, mxfp4_qdq) and qdq_mid in (None, mxfp4_qdq)
+
+
+def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool) -> torch.Tensor:
+    """[rows of the routing, N] fp32: each M-block of a (gathered through a_rows) times its expert."""
+    if gemv:
+        return fp4_gemv_mma.fp4_gemv_mma(a.to(torch.bfloat16), fp4_gemv_mma.as_words(w), scales.view(torch.uint8),
+                                         scale_kind, g, None, None, torch.float32, a_rows=a_rows,
+                                         block_expert=r.block_expert, block_m=r.block_m)
+    return fp4_gemm(a, w, scales, scale_kind, m=r.token.numel(), a_rows=a_rows, block_expert=r.block_expert,
+                    block_m=r.block_m, g=g, out_dtype=torch.float32)
 
 
 def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_kind: int,
@@ -72,17 +92,16 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
     t, h = x.shape
     e_count, two_i, _ = w13.shape
     out = check_out(out, (t, h), x.dtype, x.device, "fp4_moe")
-    r = align_routing(topk_ids, e_count, _block_m(t * topk_ids.shape[1], x.device))
+    rows = t * topk_ids.shape[1]
+    gemv = _decode_gemv(x, rows, qdq_in, qdq_mid)
+    r = align_routing(topk_ids, e_count, _block_m(rows, x.device, gemv))
     a = qdq_in(x) if qdq_in is not None else x
-    p = r.token.numel()
-    gu = fp4_gemm(a, w13, w13_scale, scale_kind, m=p, a_rows=r.token, block_expert=r.block_expert,
-                  block_m=r.block_m, g=g13, out_dtype=torch.float32)
+    gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv)
     gate, up = gu[:, : two_i // 2], gu[:, two_i // 2:]
     act = (F.silu(gate) * up).to(x.dtype)
     if qdq_mid is not None:
         act = qdq_mid(act)
-    y = fp4_gemm(act, w2, w2_scale, scale_kind, block_expert=r.block_expert, block_m=r.block_m, g=g2,
-                 out_dtype=torch.float32)
+    y = _grouped_gemm(act, w2, w2_scale, scale_kind, r, g2, None, gemv)
     # weighted sum per token; padding rows go to a spare row t (no boolean indexing: no host sync)
     valid = r.sorted_slot >= 0
     weight = torch.where(valid, topk_weights.reshape(-1)[r.sorted_slot.clamp(min=0)].to(torch.float32), 0.0)

@@ -55,12 +55,16 @@ MMA_CASES = [  # kind, M, N, K, (rows, k_warps, chunks, split_k): partial row ti
     ("mxfp4", 3, 515, 2880, (1, 1, 2, 1)),  # K = 22.5 steps of 128: a masked last chunk
     ("mxfp4", 2, 515, 2880, (2, 8, 1, 1)),  # the same tail with 8 K warps, some past K altogether
     ("mxfp4", 9, 77, 1056, (1, 1, 4, 2)),
+    ("mxfp4", 7, 77, 1056, (1, 1, 4, 2)),
+    ("mxfp4", 8, 300, 4128, (2, 4, 2, 2)),
     ("mxfp4", 16, 300, 4096, (2, 4, 2, 2)),  # 300 rows: the last program's second tile is past N
     ("mxfp4", 5, 8192, 8192, (1, 16, 1, 1)),
     ("mxfp4", 16, 8192, 8192, None),
     ("nvfp4", 1, 300, 4112, (1, 1, 2, 4)),  # K % 32 == 16: half of a lane's chunk past K
     ("nvfp4", 1, 300, 4112, (2, 4, 2, 2)),
     ("nvfp4", 12, 130, 1040, (1, 2, 1, 3)),
+    ("nvfp4", 6, 130, 1040, (1, 2, 1, 3)),
+    ("nvfp4", 8, 8192, 8192, None),
     ("nvfp4", 16, 8192, 8192, None),
     ("nvfp4", 4, 8192, 8192, None),
 ]

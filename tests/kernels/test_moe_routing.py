@@ -60,3 +60,36 @@ def test_triton_moe_replays_in_a_cuda_graph():
         torch.cuda.synchronize()
         want = run()
         assert torch.equal(y, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
+@pytest.mark.parametrize("kind,act_qdq", [("mxfp4", False), ("mxfp4", True), ("nvfp4", False)])
+def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch):
+    """Decode-sized MoE (T * k <= 64, bf16): both grouped GEMMs on the tensor-core GEMV, 8-row blocks
+    with gathered rows, unused blocks, and a ragged K (H = 320, I = 160: 2.5 and 1.25 steps of 128);
+    equal to the reference, and to the general grouped kernel."""
+    from qcert.kernels import ops as ref
+    from qcert.kernels.mxfp4 import quantize_mxfp4
+    from qcert.kernels.nvfp4 import quantize_nvfp4
+    from qcert.kernels.tolerances import assert_close_rel
+
+    t, h, i, e, k = 5, 320, 160, 8, 4
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    w13 = torch.randn(e, 2 * i, h, device="cuda", generator=gen)
+    w2 = torch.randn(e, h, i, device="cuda", generator=gen)
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16, generator=gen)
+    ids = torch.stack([torch.randperm(e, device="cuda", generator=gen)[:k] for _ in range(t)]).to(torch.int32)
+    tw = torch.softmax(torch.randn(t, k, device="cuda", generator=gen), -1)
+    if kind == "mxfp4":
+        (w13p, w13s), (w2p, w2s) = quantize_mxfp4(w13), quantize_mxfp4(w2)
+        run = lambda: moe.mxfp4_moe(x, w13p, w13s, w2p, w2s, tw, ids, act_qdq=act_qdq)  # noqa: E731
+        want = ref.mxfp4_moe(x, w13p, w13s, w2p, w2s, tw, ids, act_qdq=act_qdq)
+    else:
+        (w13p, w13s, a2), (w2p, w2s, b2) = quantize_nvfp4(w13), quantize_nvfp4(w2)
+        run = lambda: moe.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids)  # noqa: E731
+        want = ref.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids)
+    assert moe._decode_gemv(x, t * k, moe.mxfp4_qdq if act_qdq else None, moe.mxfp4_qdq if act_qdq else None)
+    got = run()
+    assert_close_rel(got, want, "bf16")
+    monkeypatch.setattr(moe, "_decode_gemv", lambda *a: False)
+    assert_close_rel(got, run(), "bf16")
