@@ -295,9 +295,8 @@ def _fp4_gemv_mma(
 
 @triton.jit
 def _a_row(a_rows_ptr, base, m, M, GATHER: tl.constexpr):
-    """A's row for row m of the M-block starting at C row `base` (clamped into the block). int32
-    offsets, as for the dense GEMV (int64 ones cost NVFP4 at M = 16 9 us): decode-sized MoE rows
-    times K stay far below 2^31."""
+    """A's row for row m of the M-block starting at C row `base` (clamped into the block). int32,
+    as in the dense GEMV (fewer registers): decode-sized MoE rows times K stay far below 2^31."""
     m = base + tl.minimum(m, M - 1)
     if GATHER:
         m = tl.maximum(tl.load(a_rows_ptr + m), 0)
