@@ -248,8 +248,9 @@ def _fp4_gemv_mma(
     row0 = pid_n * (16 * ROWS) + g  # the lane's rows: g, g + 8 (and g + 16, g + 24 with ROWS = 2)
     r0 = tl.minimum(row0, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
     r1 = tl.minimum(row0 + 8, N - 1).to(tl.int64)
-    r2 = tl.minimum(row0 + 16, N - 1).to(tl.int64)
-    r3 = tl.minimum(row0 + 24, N - 1).to(tl.int64)
+    if ROWS == 2:
+        r2 = tl.minimum(row0 + 16, N - 1).to(tl.int64)
+        r3 = tl.minimum(row0 + 24, N - 1).to(tl.int64)
     first = pid_k * words_per_split // 16 + (t // 32) * CHUNKS  # the warp's first 128-column step
     # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes in a
     # row, CHUNKS such runs per step
@@ -262,7 +263,8 @@ def _fp4_gemv_mma(
 
     zero = tl.full((32 * K_WARPS,), 0.0, tl.float32)
     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = zero, zero, zero, zero, zero, zero, zero, zero
-    bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
+    if ROWS == 2:
+        bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
     k_first = first * 128 + c * 32  # the lane's first column
     for it in range(iters):
         for j in tl.static_range(CHUNKS):
@@ -367,12 +369,16 @@ def usable(a: torch.Tensor) -> bool:
     return device_facts(a.device)[0][0] >= 8
 
 
-def config(m: int, n: int, k: int, sms: int = 132) -> tuple:
-    """(rows, k_warps, chunks, split_k), measured on the H100 at N = K = 8192
-    (bench/results/h100-triton.md): M <= 8 one 16-row tile per program and 1 lane chunk per step;
-    M > 8 (two n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments and 2
-    chunks. K is split over the program's warps, then over programs, until the SMs hold about 32
-    warps each (16 with two n8 tiles)."""
+def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tuple:
+    """(rows, k_warps, chunks, split_k), measured on the H100 (bench/results/h100-triton.md).
+    Dense, at N = K = 8192: M <= 8 one 16-row tile per program and 1 lane chunk per step; M > 8 (two
+    n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments and 2 chunks. K is
+    split over the program's warps, then over programs, until the SMs hold about 32 warps each (16
+    with two n8 tiles). Grouped (the decode MoE, many blocks already): 4 warps over K, one split,
+    the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at
+    T = 16 against 367 with 1 warp)."""
+    if grouped:
+        return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
     rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 2, 16)
     blocks, steps, want = triton.cdiv(n, 16 * rows), k // (128 * chunks), per_sm * sms
     k_warps = split = 1
@@ -403,6 +409,9 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     k = a.shape[1]
     n = words.shape[-2]
     grouped = block_expert is not None
+    if words.dim() != (3 if grouped else 2) or scales.dim() != words.dim():
+        want = "[E, N, K // 8] with block_expert" if grouped else "[N, K // 8] without block_expert"
+        raise ValueError(f"fp4_gemv_mma: words {tuple(words.shape)}, scales {tuple(scales.shape)}: expected {want}")
     if grouped:
         m_rows = a_rows.numel() if a_rows is not None else a.shape[0]
         m, blocks = block_m, block_expert.numel()
@@ -415,11 +424,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         m_rows = m = a.shape[0]
         blocks, stride_we, stride_se, stride_ge = 1, 0, 0, 0
         stride_g = g.stride(0) if g is not None else 0
-    if cfg is None and grouped:
-        # 4 warps over K per program, one split: the best of 1 to 8 on the H100 for the MXFP4 MoE
-        # at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at T = 16 against 367 with 1 warp)
-        cfg = (1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1)
-    rows, k_warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1])
+    rows, k_warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1], grouped)
     if rows not in (1, 2) or k_warps not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"fp4_gemv_mma: cfg {cfg}: rows must be 1 or 2 and k_warps a power of two <= 32")
     step = 128 * chunks * k_warps  # columns a program's warps take per loop iteration

@@ -60,15 +60,18 @@ def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Rou
     return Routing(sorted_slot, token, block_expert, block_m)
 
 
-def _block_m(tokens: int, device: torch.device, gemv: bool) -> int:
-    return 8 if gemv else (16 if device.type == "cpu" or tokens <= 64 else 64)
+DECODE_ROWS = 64  # T * k up to this is decode-sized: small M-blocks, the tensor-core GEMV where it runs
+
+
+def _block_m(rows: int, device: torch.device, gemv: bool) -> int:
+    return 8 if gemv else (16 if device.type == "cpu" or rows <= DECODE_ROWS else 64)
 
 
 def _decode_gemv(x: torch.Tensor, rows: int, qdq_in, qdq_mid) -> bool:
     """Decode-sized MoE whose GEMM inputs are bf16 on an NVIDIA GPU: both grouped GEMMs on the
     tensor-core GEMV (fp4_gemv_mma), 8-row blocks. MXFP4 QDQ outputs (e2m1 * 2^k) are exact in bf16;
     NVFP4 QDQ outputs (times an fp32 global scale) are not, so they keep the general kernel."""
-    return rows <= 64 and fp4_gemv_mma.usable(x) and qdq_in in (None, mxfp4_qdq) and qdq_mid in (None, mxfp4_qdq)
+    return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x) and qdq_in in (None, mxfp4_qdq) and qdq_mid in (None, mxfp4_qdq)
 
 
 def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool) -> torch.Tensor:

@@ -112,3 +112,15 @@ def test_fp4_gemv_cfg_of_the_other_kernel_is_a_clear_error():
     wp, ws = quantize_mxfp4(torch.randn(8, 64))
     with pytest.raises(ValueError, match=r"cfg=\(1, 8, 2, 1\) does not fit"):
         fv.fp4_gemv(torch.randn(1, 64), wp, ws, fv.E8M0, cfg=(1, 8, 2, 1))
+
+
+def test_fp4_gemv_mma_weight_rank_must_match_grouping():
+    from qcert.kernels.triton import fp4_gemv_mma
+
+    wp, ws = quantize_mxfp4(torch.randn(2, 8, 64))
+    words, scales, x = fp4_gemv_mma.as_words(wp), ws.view(torch.uint8), torch.randn(8, 64, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"expected \[N, K // 8\] without block_expert"):
+        fp4_gemv_mma.fp4_gemv_mma(x, words, scales, fv.E8M0, None, None, None, torch.float32)
+    with pytest.raises(ValueError, match=r"expected \[E, N, K // 8\] with block_expert"):
+        fp4_gemv_mma.fp4_gemv_mma(x, words[0], scales[0], fv.E8M0, None, None, None, torch.float32,
+                                  block_expert=torch.zeros(1, dtype=torch.int32), block_m=8)
