@@ -23,7 +23,7 @@ for stage in "$@"; do
   echo "=== stage $stage" | tee -a "$log"
   case "$stage" in
     bench) timeout "${BENCH_S:-420}" python3 bench/bench_kernels.py --out "$out/bench.md" 2>&1 | tee -a "$log" ;;
-    kernels) timeout "${KERNELS_S:-200}" python3 -m pytest conformance/cases/test_kernels.py -k gpu --hardware cuda \
+    kernels) timeout "${KERNELS_S:-200}" python3 -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware cuda \
                -n 4 -rs -q 2>&1 | tail -40 | tee -a "$log" ;;
     run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;

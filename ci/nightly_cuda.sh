@@ -7,7 +7,7 @@ mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available() and torch.version.hip is None, 'no CUDA device'"
 # GPU kernel cases alone first (quick signal); in hardware runs the interpreted CPU kernel cases skip
 # themselves where triton < 3.9 would break compiled kernels in the same process.
-python -m pytest conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
+python -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
 qcert run --hardware cuda --json "$out/cuda.json" --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tee "$out/run.log"
 # informative: flashinfer's fp4_quantize is a silent no-op before sm100 (the log shows it)

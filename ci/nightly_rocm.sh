@@ -4,6 +4,6 @@ set -euo pipefail
 out="${QCERT_OUT:-out/nightly-rocm}"
 mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available() and torch.version.hip is not None, 'no ROCm device'"
-python -m pytest conformance/cases/test_kernels.py -k gpu --hardware rocm -n 4 -rs \
+python -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware rocm -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
 qcert run --hardware rocm 2>&1 | tee "$out/run.log"
