@@ -1,35 +1,82 @@
-"""MoE routing (kernels/triton/moe.align_routing) and the triton MoE under CUDA-graph capture.
+"""MoE routing (kernels/triton/moe_routing) and the triton MoE under CUDA-graph capture.
 
 The routing runs without a host sync: its padded length is a bound, and the blocks past the used
-ones carry expert -1. On a GPU the whole triton MoE is captured in a CUDA graph and replayed on new
-routing data, which only works if no step reads a device value on the host."""
+ones carry expert -1. Decode-sized routing is one triton kernel (interpreted here), larger routing
+torch's sort: both must satisfy the same properties and agree exactly. On a GPU the whole triton
+MoE is captured in a CUDA graph and replayed on new routing data, which only works if no step
+reads a device value on the host."""
 
 import pytest
 import torch
 
 moe = pytest.importorskip("qcert.kernels.triton.moe")
+from qcert.kernels.triton import moe_routing as mr  # noqa: E402
+
+SHAPES = [(5, 2, 8, 16), (64, 4, 32, 8), (3, 1, 40, 64), (0, 2, 4, 16), (16, 4, 256, 8), (1, 8, 384, 8),
+          (7, 3, 5, 16), (9, 7, 2, 8)]
 
 
-@pytest.mark.parametrize("t,k,e,block_m", [(5, 2, 8, 16), (64, 4, 32, 8), (3, 1, 40, 64), (0, 2, 4, 16)])
-def test_align_routing_blocks_hold_one_expert_each(t, k, e, block_m):
-    ids = torch.randint(0, e, (t, k), generator=torch.Generator().manual_seed(t * e + k))
-    r = moe.align_routing(ids, e, block_m)
+def _check(r, ids, e, block_m):
     flat = ids.reshape(-1)
-    assert r.sorted_slot.numel() % block_m == 0 and r.block_expert.numel() == r.sorted_slot.numel() // block_m
+    k = ids.shape[1]
+    assert r.sorted_slot.numel() == mr.padded_rows(flat.numel(), e, block_m)
+    assert r.block_expert.numel() == r.sorted_slot.numel() // block_m
     real = r.sorted_slot >= 0
     assert sorted(r.sorted_slot[real].tolist()) == list(range(flat.numel()))  # every pair exactly once
+    assert torch.equal(r.sorted_slot[r.slot_row.long()], torch.arange(flat.numel(), device=flat.device))  # slot_row: the inverse
     row_expert = r.block_expert.long().repeat_interleave(block_m)
-    assert torch.equal(row_expert[real], flat[r.sorted_slot[real]])  # each pair sits in a block of its expert
+    assert torch.equal(row_expert[real], flat[r.sorted_slot[real]].long())  # each pair sits in a block of its expert
     assert torch.equal(r.token[real].long(), r.sorted_slot[real] // k) and bool((r.token[~real] == -1).all())
     used = r.block_expert >= 0
     assert bool(used[: int(used.sum())].all())  # the unused blocks (-1) come last
-    counts = torch.bincount(flat, minlength=e)
+    counts = torch.bincount(flat.long(), minlength=e)
     assert int(used.sum()) == int(((counts + block_m - 1) // block_m).sum())
+
+
+@pytest.mark.parametrize("t,k,e,block_m", SHAPES)
+def test_align_routing_blocks_hold_one_expert_each(t, k, e, block_m):
+    ids = torch.randint(0, e, (t, k), generator=torch.Generator().manual_seed(t * e + k), dtype=torch.int32)
+    _check(mr.align_routing(ids, e, block_m), ids, e, block_m)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="the compiled routing kernel needs a GPU"))])
+@pytest.mark.parametrize("t,k,e,block_m", [s for s in SHAPES if 0 < s[0] * s[1] <= mr.SMALL_PAIRS])
+def test_one_program_routing_equals_the_sorted_one(t, k, e, block_m, device):
+    """The decode-size triton kernel (interpreted on CPU, compiled on a GPU) and torch's sort give
+    the same Routing, field by field."""
+    ids = torch.randint(0, e, (t, k), generator=torch.Generator().manual_seed(7 * t + e), dtype=torch.int32)
+    ids = ids.to(device)
+    flat, p = ids.reshape(-1), mr.padded_rows(t * k, e, block_m)
+    small = mr._align_small(flat, k, e, block_m, p)
+    _check(small, ids, e, block_m)
+    ref = mr._align_sorted(flat.long(), k, e, block_m, p)
+    for field in ("sorted_slot", "token", "slot_row", "block_expert"):
+        assert torch.equal(getattr(small, field), getattr(ref, field)), field
 
 
 def test_align_routing_refuses_out_of_range_ids():
     with pytest.raises(ValueError, match=r"topk_ids out of range \[0, 4\)"):
-        moe.align_routing(torch.tensor([[0, 4]]), 4, 16)
+        mr.align_routing(torch.tensor([[0, 4]]), 4, 16)
+
+
+def test_combine_sums_each_tokens_pairs_in_fp32():
+    """The weighted sum gathers each token's k rows through slot_row; a row of -1 adds nothing."""
+    gen = torch.Generator().manual_seed(1)
+    y = torch.randn(12, 40, generator=gen)
+    w = torch.rand(3, 2, generator=gen)
+    slot_row = torch.tensor([4, 0, 11, -1, 7, 2], dtype=torch.int32)
+    out = moe.combine(y, w, slot_row, torch.empty(3, 40))  # fp32 out: the interpreter's bf16 cast truncates
+    want = torch.stack([w[0, 0] * y[4] + w[0, 1] * y[0], w[1, 0] * y[11], w[2, 0] * y[7] + w[2, 1] * y[2]])
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
+
+
+def test_silu_mul_rounds_to_the_model_dtype():
+    gu = torch.randn(5, 2 * 48, generator=torch.Generator().manual_seed(2)) * 4
+    got = moe.silu_mul(gu, torch.bfloat16)
+    want = (torch.nn.functional.silu(gu[:, :48]) * gu[:, 48:]).to(torch.bfloat16)
+    assert got.dtype == torch.bfloat16  # within one bf16 step (the interpreter's cast truncates)
+    torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -7, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need an NVIDIA GPU")

@@ -4,9 +4,9 @@ partial block are never computed, so tokens routed there lose that expert's cont
 import torch
 
 from qcert.conformance.mutants import Mutant
-from qcert.kernels.triton import moe
+from qcert.kernels.triton import moe_routing
 
-_align = moe.align_routing
+_align = moe_routing.align_routing
 
 
 def floor_blocks(topk_ids, num_experts, block_m):
@@ -18,8 +18,10 @@ def floor_blocks(topk_ids, num_experts, block_m):
     expert = r.block_expert.long().repeat_interleave(block_m)  # -1: blocks past the used ones
     e = expert.clamp(min=0)
     dropped = (expert >= 0) & ((row - start[e]) >= (counts // block_m * block_m)[e])
-    return moe.Routing(r.sorted_slot.masked_fill(dropped, -1), r.token.masked_fill(dropped, -1),
-                       r.block_expert, r.block_m)
+    slot_row = r.slot_row.clone()
+    slot_row[r.sorted_slot[dropped]] = -1  # their pairs add nothing to their tokens
+    return moe_routing.Routing(r.sorted_slot.masked_fill(dropped, -1), r.token.masked_fill(dropped, -1), slot_row,
+                               r.block_expert, r.block_m)
 
 
 MUTANT = Mutant(

@@ -51,6 +51,16 @@ def lastsum_interpreted(x):
     return tl.reduce(x, len(x.shape) - 1, _ADD_INTERPRETED)
 
 
+def cumsum(x):
+    """Inclusive prefix sum along axis 0 (compiled kernels: triton's own tl.cumsum)."""
+    return tl.cumsum(x, 0)
+
+
+def cumsum_interpreted(x):
+    """Inclusive prefix sum along axis 0 for the interpreter, whose tl.cumsum may be bound to compiled mode."""
+    return tl.associative_scan(x, 0, _ADD_INTERPRETED)
+
+
 def fp4_to_f32(code):
     """e2m1 code (int32, 0..15) -> float32. Magnitudes 2..7 are (e, m) = (c>>1, c&1) with value
     2^(e-1)(1 + m/2), exponent field e+126; magnitudes 0 and 1 are 0 and 0.5; bit 3 is the sign."""

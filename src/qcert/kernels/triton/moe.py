@@ -1,63 +1,26 @@
 """MoE with FP4 experts: routing by sorted token/expert indices, then two grouped fp4 GEMMs.
 
-Routing (host side, torch): the T*k (token, slot) pairs are sorted by expert and each expert's
-run is padded to a multiple of BLOCK_M, so every M-block of the grouped GEMM belongs to one expert
-(`block_expert`); padding entries are -1 and compute nothing. GEMM 1 gathers x rows through the
-sorted token ids against w13[e] (gate and up rows); SiLU(gate) * up is rounded to the model dtype
-(as engines materialise it) and, for W4A4, MXFP4- or NVFP4-QDQ'd; GEMM 2 runs it against w2[e]; the
-results are weighted by topk_weights and summed per token in fp32. Decode-sized MoE with bf16
-GEMM inputs on an NVIDIA GPU runs both GEMMs on the tensor-core GEMV's grouped mode (8-row blocks,
-fp4_gemv_mma) instead of the general kernel (fp4_gemm, 16- or 64-row blocks).
-"""
+Routing (moe_routing.py) sorts the T*k (token, slot) pairs by expert into M-blocks of one expert
+each. GEMM 1 gathers x rows through the sorted token ids against w13[e] (gate and up rows);
+SiLU(gate) * up is rounded to the model dtype (as engines materialise it) and, for W4A4, MXFP4- or
+NVFP4-QDQ'd; GEMM 2 runs it against w2[e]; each token's k results are weighted by topk_weights and
+summed in fp32 (a gather through the routing's slot_row: no atomics, so the sum order is fixed).
+Decode-sized MoE with bf16 GEMM inputs on an NVIDIA GPU runs both GEMMs on the tensor-core GEMV's
+grouped mode (8-row blocks, fp4_gemv_mma) instead of the general kernel (fp4_gemm, 16- or 64-row
+blocks). A decode step is then five kernels: routing, GEMM, SiLU * up, GEMM, weighted sum."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from ..nvfp4 import moe_activation_scale
-from ._launch import check_out
+from ._launch import check_out, kernel
 from . import fp4_gemv_mma
 from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
-
-
-@dataclass
-class Routing:
-    sorted_slot: torch.Tensor  # [P] int64: flat index t*k+j of each padded row, -1 for padding
-    token: torch.Tensor  # [P] int32: token of each row, -1 for padding
-    block_expert: torch.Tensor  # [P // block_m] int32
-    block_m: int
-
-
-def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Routing:
-    """Sort the (token, slot) pairs by expert and pad each expert's run to a multiple of block_m,
-    without a host sync (so a CUDA graph can hold it): the padded length is its bound, T * k plus
-    block_m - 1 per expert that can have rows, and the blocks past the used ones get expert -1
-    (the GEMM skips their weights). Out-of-range ids are an error, checked outside graph capture."""
-    t, k = topk_ids.shape
-    flat = topk_ids.reshape(-1).to(torch.int64)
-    n = flat.numel()
-    capturing = flat.is_cuda and torch.cuda.is_current_stream_capturing()
-    if n and not capturing and (int(flat.min()) < 0 or int(flat.max()) >= num_experts):
-        raise ValueError(f"moe: topk_ids out of range [0, {num_experts})")
-    order = torch.argsort(flat, stable=True)
-    counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
-    padded = (counts + block_m - 1) // block_m * block_m
-    start = torch.cumsum(counts, 0) - counts
-    end_padded = torch.cumsum(padded, 0)
-    sorted_e = flat[order]
-    pos = end_padded[sorted_e] - padded[sorted_e] + torch.arange(n, device=flat.device) - start[sorted_e]
-    p = (n + min(num_experts, n) * (block_m - 1) + block_m - 1) // block_m * block_m
-    sorted_slot = torch.full((p,), -1, dtype=torch.int64, device=flat.device)
-    sorted_slot[pos] = order
-    token = torch.where(sorted_slot >= 0, sorted_slot // k, -1).to(torch.int32)
-    block_start = torch.arange(0, p, block_m, device=flat.device)
-    expert = torch.searchsorted(end_padded, block_start, right=True)  # the expert whose run holds the block
-    block_expert = torch.where(expert < num_experts, expert, -1).to(torch.int32)
-    return Routing(sorted_slot, token, block_expert, block_m)
+from .moe_routing import Routing, align_routing
 
 
 DECODE_ROWS = 64  # T * k up to this is decode-sized: small M-blocks, the tensor-core GEMV where it runs
@@ -93,24 +56,65 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
         raise ValueError(f"fp4_moe: x {tuple(x.shape)}, topk_ids {tuple(topk_ids.shape)}, "
                          f"topk_weights {tuple(topk_weights.shape)} must be [T, H], [T, k], [T, k]")
     t, h = x.shape
-    e_count, two_i, _ = w13.shape
+    e_count = w13.shape[0]
     out = check_out(out, (t, h), x.dtype, x.device, "fp4_moe")
     rows = t * topk_ids.shape[1]
     gemv = _decode_gemv(x, rows, qdq_in, qdq_mid)
     r = align_routing(topk_ids, e_count, _block_m(rows, x.device, gemv))
     a = qdq_in(x) if qdq_in is not None else x
     gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv)
-    gate, up = gu[:, : two_i // 2], gu[:, two_i // 2:]
-    act = (F.silu(gate) * up).to(x.dtype)
+    act = silu_mul(gu, x.dtype)
     if qdq_mid is not None:
         act = qdq_mid(act)
     y = _grouped_gemm(act, w2, w2_scale, scale_kind, r, g2, None, gemv)
-    # weighted sum per token; padding rows go to a spare row t (no boolean indexing: no host sync)
-    valid = r.sorted_slot >= 0
-    weight = torch.where(valid, topk_weights.reshape(-1)[r.sorted_slot.clamp(min=0)].to(torch.float32), 0.0)
-    acc = torch.zeros((t + 1, h), dtype=torch.float32, device=x.device)
-    acc.index_add_(0, torch.where(valid, r.token.long(), t), y * weight.unsqueeze(-1))
-    out.copy_(acc[:t])
+    return combine(y, topk_weights, r.slot_row, out)
+
+
+def _silu_mul(gu_ptr, act_ptr, I, stride_g, stride_a, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < I
+    gate = tl.load(gu_ptr + row * stride_g + cols, mask=ok, other=0.0)
+    up = tl.load(gu_ptr + row * stride_g + I + cols, mask=ok, other=0.0)
+    e = tl.exp(-tl.abs(gate))  # sigmoid without overflow: 1 / (1 + e) or e / (1 + e)
+    act = gate * (tl.where(gate >= 0, 1.0, e) / (1.0 + e)) * up
+    tl.store(act_ptr + row * stride_a + cols, act.to(act_ptr.dtype.element_ty), mask=ok)
+
+
+def _combine(y_ptr, w_ptr, slot_row_ptr, out_ptr, H, stride_y, stride_o, K: tl.constexpr, BLOCK: tl.constexpr):
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < H
+    acc = tl.full((BLOCK,), 0.0, tl.float32)
+    for j in tl.static_range(K):  # the token's k pairs, in slot order (deterministic, no atomics)
+        row = tl.load(slot_row_ptr + t * K + j)
+        v = tl.load(y_ptr + tl.maximum(row, 0).to(tl.int64) * stride_y + cols, mask=ok & (cols * 0 + row >= 0), other=0.0)
+        acc += tl.load(w_ptr + t * K + j).to(tl.float32) * v
+    tl.store(out_ptr + t * stride_o + cols, acc.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+silu_mul_kernel = kernel(_silu_mul)
+combine_kernel = kernel(_combine)
+_EW_BLOCK = 1024  # columns per program of the two elementwise kernels
+
+
+def silu_mul(gu: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[rows, 2I] gate|up (fp32) -> SiLU(gate) * up rounded to the model dtype, as engines materialise it."""
+    rows, i = gu.shape[0], gu.shape[1] // 2
+    act = torch.empty((rows, i), dtype=dtype, device=gu.device)
+    if rows:
+        silu_mul_kernel.on(gu.device)[(rows, triton.cdiv(i, _EW_BLOCK))](gu, act, i, gu.stride(0), act.stride(0),
+                                                                          BLOCK=_EW_BLOCK)
+    return act
+
+
+def combine(y: torch.Tensor, topk_weights: torch.Tensor, slot_row: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out[t] = sum_j topk_weights[t, j] * y[slot_row[t * k + j]] in fp32 (a row of -1 adds nothing)."""
+    t, k = topk_weights.shape
+    h = out.shape[1]
+    if t:
+        combine_kernel.on(y.device)[(t, triton.cdiv(h, _EW_BLOCK))](y, topk_weights.contiguous(), slot_row, out, h,
+                                                                    y.stride(0), out.stride(0), K=k, BLOCK=_EW_BLOCK)
     return out
 
 
