@@ -3,12 +3,13 @@
   python bench/bench_kernels.py --out bench/results/<device>.md
 
 - ceiling: device-to-device copy bandwidth (bytes read + written) and bf16 matmul TFLOP/s;
-- MXFP4 / NVFP4 GEMV, N = K = 8192, M = 1..16: time, achieved bandwidth over weight+scale bytes,
-  % of copy bandwidth, roofline time (bytes / copy bandwidth), and cuBLAS bf16 on the dequantized
+- MXFP4 / NVFP4 GEMV, N = K = 8192, M = 1..16, weights in the tile layout the engine loads on NVIDIA
+  GPUs: time, achieved bandwidth over weight+scale bytes, % of copy bandwidth, roofline time (bytes /
+  copy bandwidth), the same kernel on the plain checkpoint layout, and cuBLAS bf16 on the dequantized
   weights (the baseline a loader without a kernel falls back to);
 - FP8 W8A8 GEMM at prefill sizes vs torch._scaled_mm (per-tensor scales) on the same operands;
-- MXFP4 MoE timings (eager, and replayed in a CUDA graph) against the touched experts' bytes, the
-  general grouped kernel at decode sizes, and the torch reference.
+- MXFP4 and NVFP4 W4A4 MoE timings (eager, and replayed in a CUDA graph) against the touched
+  experts' bytes, the general grouped kernel at decode sizes, and the torch reference.
 Times are triton.testing.do_bench medians (ms -> us). Speed is never asserted in tests.
 """
 
@@ -24,6 +25,7 @@ import triton
 from triton.testing import do_bench
 
 from qcert.kernels import fp8 as f8
+from qcert.kernels import layouts
 from qcert.kernels import mxfp4 as mx
 from qcert.kernels import nvfp4 as nv
 from qcert.kernels import ops as ref_ops
@@ -123,6 +125,22 @@ def _linear(kind, x, s, cfg=None, mma=None):
     return tops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear(x, wp, ws, s2)
 
 
+def _tiles(s):
+    """A plain weight set -> the same weights in layouts.fp4_tiles (what the engine loads on NVIDIA)."""
+    wp, ws, s2 = s
+    return (*layouts.fp4_tiles(wp, ws.view(torch.uint8)), s2)
+
+
+def _linear_tiles(kind, x, t, cfg=None):
+    """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly)."""
+    wp, ws, s2 = t
+    if cfg is not None:
+        kind_id = fg.E8M0 if kind == "mxfp4" else fg.E4M3
+        g = None if s2 is None else s2.to(torch.float32).reshape(-1).expand(wp.shape[0])
+        return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True)
+    return tops.mxfp4_linear_tiles(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear_tiles(x, wp, ws, s2)
+
+
 def _ref(kind, x, s):
     wp, ws, s2 = s
     return ref_ops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else ref_ops.nvfp4_linear(x, wp, ws, s2)
@@ -151,33 +169,36 @@ def gemv_cfg(text: str) -> tuple[int, ...]:
     return cfg
 
 
-def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
+def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, sweep=True):
+    """The engine's GEMV on NVIDIA: weights in the tile layout (triton_tiles). Baselines in the same
+    run: the same kernel on the plain checkpoint layout (triton) and cuBLAS bf16 on dequantized
+    weights. The config sweep is the tile-layout kernel's."""
     sets, wdq, nbytes = _fp4_weights(kind, n, k)
+    tiles = [_tiles(s) for s in sets]
     rows, sweep = [], []
-    best_cfg = {}
-    for m in (1, 16):  # config sweep: what limits the kernel, and the best config per M
+    for m in (1, 16) if sweep else ():  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        # the tensor-core kernel's configs, then (M = 1) the CUDA-core kernel the fp16/fp32 path uses
-        for cfg, mma in [(c, True) for c in GEMV_CFGS] + [(None, False)] * (m == 1):
+        best = None
+        for cfg in GEMV_CFGS:
             try:
-                err = _rel(_linear(kind, x, sets[0], cfg, mma), _ref(kind, x, sets[0]))
-                t = graph_us([lambda s=s: _linear(kind, x, s, cfg, mma) for s in sets])
+                err = _rel(_linear_tiles(kind, x, tiles[0], cfg), _ref(kind, x, sets[0]))
+                t = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg) for s in tiles])
             except Exception as e:  # a config that does not compile or fit
                 sweep.append((kind, m, cfg, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
-                print(kind, m, cfg, mma, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
+                print(kind, m, cfg, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
                 continue
-            label = cfg if mma else f"CUDA-core kernel {fv.config(m, n, k, fg.E8M0, x.device)}"
-            sweep.append((kind, m, label, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}"))
-            print(kind, m, label, f"{t:.1f} us", f"err {err:.1e}", flush=True)
-            if mma and err < 1e-2 and (m not in best_cfg or t < best_cfg[m][0]):
-                best_cfg[m] = (t, cfg)
-        print(f"{kind} M={m}: best {best_cfg.get(m)}", flush=True)
+            sweep.append((kind, m, cfg, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}"))
+            print(kind, m, cfg, f"{t:.1f} us", f"err {err:.1e}", flush=True)
+            if err < 1e-2 and (best is None or t < best[0]):
+                best = (t, cfg)
+        print(f"{kind} M={m}: best {best}", flush=True)
     for m in ms:
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         try:
-            err = _rel(_linear(kind, x, sets[1]), _ref(kind, x, sets[1]))
-            t = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
-            t_eager = us(_rotating(lambda *s: _linear(kind, x, s), sets))
+            err = _rel(_linear_tiles(kind, x, tiles[1]), _ref(kind, x, sets[1]))
+            t = graph_us([lambda s=s: _linear_tiles(kind, x, s) for s in tiles])
+            t_plain = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
+            t_eager = us(_rotating(lambda *s: _linear_tiles(kind, x, s), tiles))
         except Exception as e:
             print(f"{kind} GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
             rows.append((f"{kind} GEMV M={m} N=K={k}", float("nan"), "FAILED", "", f"{type(e).__name__}", ""))
@@ -187,7 +208,8 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192):
         roof = moved / bw * 1e6
         cfg = fvm.config(m, n, k, device_facts(x.device)[1])
         rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
-                     f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
+                     f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); plain layout "
+                     f"{t_plain:.1f} us ({t_plain / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
                      f"{err:.1e}"))
     return rows, sweep
 
@@ -233,32 +255,48 @@ def fp8_rows(shapes=((4096, 4096, 4096), (8192, 8192, 8192), (2048, 8192, 28672)
     return rows
 
 
-def moe_rows(bw: float, shapes=((16, 2880, 2880, 32, 4), (512, 2880, 2880, 32, 4))):
-    """MXFP4 MoE, eager and in a CUDA graph; roofline: the touched experts' weight and scale bytes
+def _moe_inputs(kind: str, t, h, i, e, k):
+    """(op, args, kwargs) of an FP4 MoE: kind "mxfp4" (W4A16) or "nvfp4-w4a4" (one activation
+    scale per GEMM)."""
+    torch.manual_seed(0)
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
+    ids = torch.stack([torch.randperm(e, device="cuda")[:k] for _ in range(t)]).int()
+    tw = torch.softmax(torch.randn(t, k, device="cuda"), -1)
+    w13, w2 = torch.randn(e, 2 * i, h, device="cuda"), torch.randn(e, h, i, device="cuda") * 0.1
+    if kind == "mxfp4":
+        return "mxfp4_moe", (x, *mx.quantize_mxfp4(w13), *mx.quantize_mxfp4(w2), tw, ids), {}
+    q13 = [nv.quantize_nvfp4(w) for w in w13]
+    q2 = [nv.quantize_nvfp4(w) for w in w2]
+    a = [torch.stack([q[j] for q in q13]) for j in range(3)]
+    b = [torch.stack([q[j] for q in q2]) for j in range(3)]
+    act = dict(w13_input_scale=(x.float().abs().max() / 2688).reshape(1),
+               w2_input_scale=torch.tensor([1.0], device="cuda"))
+    return "nvfp4_moe", (x, *a, *b, tw, ids), act
+
+
+def moe_rows(bw: float, shapes=(("mxfp4", 1, 2880, 2880, 32, 4), ("mxfp4", 16, 2880, 2880, 32, 4),
+                                ("nvfp4-w4a4", 16, 2880, 2880, 32, 4), ("mxfp4", 512, 2880, 2880, 32, 4))):
+    """FP4 MoE, eager and in a CUDA graph; roofline: the touched experts' weight and scale bytes
     over copy bandwidth. Decode sizes also time the general grouped kernel (what they ran before
     the tensor-core GEMV took them) in a graph."""
     rows = []
-    for t, h, i, e, k in shapes:
-        torch.manual_seed(0)
-        w13p, w13s = mx.quantize_mxfp4(torch.randn(e, 2 * i, h, device="cuda"))
-        w2p, w2s = mx.quantize_mxfp4(torch.randn(e, h, i, device="cuda") * 0.1)
-        x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
-        ids = torch.stack([torch.randperm(e, device="cuda")[:k] for _ in range(t)]).int()
-        tw = torch.softmax(torch.randn(t, k, device="cuda"), -1)
-        args = (x, w13p, w13s, w2p, w2s, tw, ids)
-        got, ref = tops.mxfp4_moe(*args), ref_ops.mxfp4_moe(*args)
-        err = float((got.float() - ref.float()).norm() / ref.float().norm())
-        tt, tr = us(lambda: tops.mxfp4_moe(*args)), us(lambda: ref_ops.mxfp4_moe(*args))
-        tg = graph_us([lambda: tops.mxfp4_moe(*args)], repeat=2)  # the routing has no host sync
-        touched = torch.unique(ids).numel() * sum(v[0].numel() for v in (w13p, w13s, w2p, w2s))
+    for kind, t, h, i, e, k in shapes:
+        op, args, kw = _moe_inputs(kind, t, h, i, e, k)
+        fn, ref = getattr(tops, op), getattr(ref_ops, op)
+        got, want = fn(*args, **kw), ref(*args, **kw)
+        err = float((got.float() - want.float()).norm() / want.float().norm())
+        tt, tr = us(lambda: fn(*args, **kw)), us(lambda: ref(*args, **kw))
+        tg = graph_us([lambda: fn(*args, **kw)], repeat=2)  # the routing has no host sync
+        ids = args[-1]
+        touched = torch.unique(ids).numel() * sum(v[0].numel() * v.element_size() for v in args[1:-2] if v.dim() == 3)
         base = ""
-        if tmoe._decode_gemv(x, t * k, None, None):
+        if t * k <= tmoe.DECODE_ROWS:
             real, tmoe._decode_gemv = tmoe._decode_gemv, lambda *a: False
             try:
-                base = f"general grouped kernel in a graph {graph_us([lambda: tops.mxfp4_moe(*args)], repeat=2):.0f} us; "
+                base = f"general grouped kernel in a graph {graph_us([lambda: fn(*args, **kw)], repeat=2):.0f} us; "
             finally:
                 tmoe._decode_gemv = real
-        rows.append((f"mxfp4 MoE T={t} H={h} I={i} E={e} k={k}", tt,
+        rows.append((f"{kind} MoE T={t} H={h} I={i} E={e} k={k}", tt,
                      f"CUDA graph {tg:.0f} us = {touched / (tg * 1e-6) / 1e12:.2f} TB/s, "
                      f"{100 * touched / (tg * 1e-6) / bw:.0f}% of copy", f"{touched / bw * 1e6:.0f} us",
                      f"{base}torch reference {tr:.0f} us", f"{err:.1e}"))
@@ -280,10 +318,12 @@ def main(argv=None) -> int:
              f"ceilings measured in this run: d2d copy {bw / 1e12:.2f} TB/s (read+write); bf16 matmul 4096^3 {tf:.0f} TFLOP/s\n",
              "| what | time (us, median; GEMV rows: CUDA-graph replay) | achieved | roofline | baseline (same run) | rel. err vs ref |",
              "| --- | ---: | --- | --- | --- | --- |"]
-    mx_rows, mx_sweep = gemv_rows("mxfp4", bw)
-    nv_rows, nv_sweep = gemv_rows("nvfp4", bw)
-    only_gemv = os.environ.get("BENCH_ONLY") == "gemv"  # quick device calls while tuning the GEMV
-    rows = mx_rows + nv_rows + ([] if only_gemv else fp8_rows() + moe_rows(bw))
+    # BENCH_ONLY: a comma list of gemv, fp8, moe (quick device calls); BENCH_SWEEP=0: no GEMV config sweep
+    only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
+    sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
+    mx_rows, mx_sweep = gemv_rows("mxfp4", bw, sweep=sweep) if "gemv" in only else ([], [])
+    nv_rows, nv_sweep = gemv_rows("nvfp4", bw, sweep=sweep) if "gemv" in only else ([], [])
+    rows = mx_rows + nv_rows + (fp8_rows() if "fp8" in only else []) + (moe_rows(bw) if "moe" in only else [])
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
         print(lines[-1], flush=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call (the device tool's H100): install qcert, then the named stages, results under $OUT.
 #   bench: bench/bench_kernels.py     run: the full hardware run (qcert run --hardware cuda)
-#   tests: the GPU-only kernel unit tests: tensor-core GEMV, MoE in a CUDA graph (interpreted ones
+#   tests: the GPU-only kernel unit tests: tensor-core GEMV (plain and tile layout), compiled MoE
+#          routing, MoE in a CUDA graph (interpreted ones
 #          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
@@ -13,10 +14,10 @@ mkdir -p "$out"
 log="$out/log"
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3 | tee -a "$log"
 if [ -f .carry/fi/site.tar.xz ]; then
-  mkdir -p /tmp/fi && tar -C /tmp/fi -xJf .carry/fi/site.tar.xz && export PYTHONPATH=/tmp/fi
+  mkdir -p /tmp/fi && tar -C /tmp/fi -xJf .carry/fi/site.tar.xz && export PYTHONPATH=/tmp/fi${PYTHONPATH:+:$PYTHONPATH}
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 | tee -a "$log"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
+python3 -c "import torch, triton, qcert; print('torch', torch.__version__, 'triton', triton.__version__, 'qcert', qcert.__file__)" 2>&1 | tee -a "$log"
 python3 -c "import flashinfer; print('flashinfer', flashinfer.__version__)" 2>&1 | tail -1 | tee -a "$log"
 for stage in "$@"; do
   start=$(date +%s)
@@ -28,7 +29,7 @@ for stage in "$@"; do
     run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
     tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_moe_routing.py -q \
-             -k "mma or graph" 2>&1 | tail -15 | tee -a "$log" ;;
+             -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
   esac
   echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"

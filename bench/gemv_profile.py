@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, "bench")
-from bench_kernels import _fp4_weights, _linear, gemv_cfg  # noqa: E402
+from bench_kernels import _fp4_weights, _linear, _linear_tiles, _tiles, gemv_cfg  # noqa: E402
 
 N = K = 8192
 
@@ -23,11 +23,15 @@ def main() -> int:
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--cfg", type=gemv_cfg, help="rows,k_warps,chunks,split or, with --no-mma, BLOCK_N,BLOCK_K,split,warps,stages")
     p.add_argument("--no-mma", action="store_true", help="the CUDA-core (M = 1) / fp32 kernels instead")
+    p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles (the tensor-core kernel)")
     a = p.parse_args()
     sets, _, _ = _fp4_weights(a.kind, N, K)
     x = torch.randn(a.m, K, device="cuda", dtype=torch.bfloat16)
     for i in range(3):
-        _linear(a.kind, x, sets[i % len(sets)], a.cfg, not a.no_mma)
+        if a.tiled:
+            _linear_tiles(a.kind, x, _tiles(sets[i % len(sets)]), a.cfg)
+        else:
+            _linear(a.kind, x, sets[i % len(sets)], a.cfg, not a.no_mma)
     torch.cuda.synchronize()
     return 0
 

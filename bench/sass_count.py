@@ -3,6 +3,7 @@ instructions in its main loop, per weight: the cheapest measure of a decode chan
 
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 1,8,1,1          # tensor-core kernel
   python bench/sass_count.py --m 16 --kind nvfp4 --cfg 2,8,2,1
+  python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
 
 --cfg is (rows, k_warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
     p.add_argument("--cfg", type=gemv_cfg, default=(1, 8, 1, 1))
+    p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles (tensor-core kernel)")
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
-                     ITERS=K // split // (128 * chunks * warps))
+                     TILED=a.tiled, ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg

@@ -124,3 +124,81 @@ def test_fp4_gemv_mma_weight_rank_must_match_grouping():
     with pytest.raises(ValueError, match=r"expected \[E, N, K // 8\] with block_expert"):
         fp4_gemv_mma.fp4_gemv_mma(x, words[0], scales[0], fv.E8M0, None, None, None, torch.float32,
                                   block_expert=torch.zeros(1, dtype=torch.int32), block_m=8)
+
+
+TILED_CASES = [  # kind, M, N, K, cfg: weights in layouts.fp4_tiles (whole 16-row tiles, 128-column steps)
+    ("mxfp4", 1, 8192, 8192, None),
+    ("mxfp4", 8, 1024, 2816, (1, 2, 1, 1)),
+    ("mxfp4", 16, 1056, 4096, (2, 8, 2, 1)),  # two tiles per program: 1056 rows = 33 tiles, the last program's
+    ("mxfp4", 5, 512, 4096, (1, 1, 4, 4)),  # second tile past N; here K split over programs
+    ("mxfp4", 13, 512, 1024, (2, 4, 1, 3)),  # split 3 over 8 steps: the last split partial (masked)
+    ("nvfp4", 1, 4096, 4096, None),
+    ("nvfp4", 16, 4096, 4096, None),
+    ("nvfp4", 3, 528, 1152, (2, 2, 1, 2)),
+    ("nvfp4", 9, 256, 2048, (1, 16, 1, 1)),
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
+@pytest.mark.parametrize("kind,m,n,k,cfg", TILED_CASES)
+def test_fp4_gemv_mma_on_tiles_equals_the_plain_layout(kind, m, n, k, cfg):
+    """The tile-layout GEMV (per warp step one 1 KB weight block and the lane's scale bytes in one
+    load) against the reference, and bit for bit against the same kernel on the plain layout."""
+    from qcert.kernels import layouts
+    from qcert.kernels.triton import fp4_gemv_mma as fvm
+
+    w, x, bias = _inputs(m, n, k)
+    x, bias = x.to(torch.bfloat16).cuda(), bias.to(torch.bfloat16).cuda()
+    if kind == "mxfp4":
+        wp, ws = (t.cuda() for t in quantize_mxfp4(w))
+        g, kind_id, want = None, fv.E8M0, ref.mxfp4_linear(x.float(), wp, ws, bias.float())
+    else:
+        wp, ws, s2 = (t.cuda() for t in quantize_nvfp4(w))
+        g, kind_id = s2.float().reshape(-1).expand(n), fv.E4M3
+        want = ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float())
+    tw, ts = layouts.fp4_tiles(wp, ws.view(torch.uint8))
+    got = fvm.fp4_gemv_mma(x, fvm.as_words(tw), ts, kind_id, g, bias, None, torch.float32, cfg, tiled=True)
+    plain = fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws.view(torch.uint8), kind_id, g, bias, None, torch.float32, cfg)
+    assert_close_rel(got, want, "fp32")
+    if cfg is None or cfg[3] == 1:  # split over programs adds with atomics: the order may differ
+        assert torch.equal(got, plain)
+
+
+def test_tile_layout_refuses_shapes_it_cannot_hold():
+    from qcert.kernels import layouts
+    from qcert.kernels.triton import fp4_gemv_mma as fvm
+
+    wp, ws = quantize_mxfp4(torch.randn(40, 256))
+    with pytest.raises(ValueError, match=r"N=40 must be a multiple of 16"):
+        layouts.fp4_tiles(wp, ws)
+    wp, ws = quantize_mxfp4(torch.randn(32, 96))
+    with pytest.raises(ValueError, match=r"K=96 of 128"):
+        layouts.fp4_tiles(wp, ws)
+    with pytest.raises(ValueError, match="tile layout takes one contiguous"):
+        fvm.fp4_gemv_mma(torch.randn(1, 96, dtype=torch.bfloat16), fvm.as_words(wp), ws.view(torch.uint8), fv.E8M0,
+                         None, None, None, torch.float32, tiled=True)
+
+
+@pytest.mark.parametrize("kind", ["mxfp4", "nvfp4"])
+def test_tile_layout_round_trips_and_places_each_byte_where_the_kernel_reads_it(kind):
+    """layouts.fp4_tiles against the kernel's addressing written out per byte (block (tile, step) of
+    1 KB, half, lane 4g + c, 16 bytes; scales per lane, rows g then g + 8), and its inverse."""
+    from qcert.kernels import layouts
+
+    n, k = 32, 256
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(5))
+    wp, ws = quantize_mxfp4(w) if kind == "mxfp4" else quantize_nvfp4(w)[:2]
+    wp, ws = wp.view(torch.uint8), ws.view(torch.uint8)
+    tw, ts = layouts.fp4_tiles(wp, ws)
+    per, steps = ws.shape[1] * 32 // k, k // 128
+    flat_w, flat_s = tw.reshape(-1), ts.reshape(-1)
+    for row in range(n):
+        t, half, g = row // 16, (row % 16) // 8, row % 8
+        for kb in range(k // 2):
+            step, c = kb // 64, (kb % 64) // 16
+            assert flat_w[((t * steps + step) * 2 + half) * 512 + (g * 4 + c) * 16 + kb % 16] == wp[row, kb]
+        for j in range(ws.shape[1]):
+            step, c, p = j // (4 * per), (j % (4 * per)) // per, j % per
+            assert flat_s[(t * steps + step) * 64 * per + (g * 4 + c) * 2 * per + half * per + p] == ws[row, j]
+    back_w, back_s = layouts.fp4_tiles_inverse(tw, ts)
+    assert torch.equal(back_w, wp) and torch.equal(back_s, ws)

@@ -81,6 +81,7 @@ class QLinear(nn.Module):
         else:
             self.bias = None
         self.layout = "plain"  # set by post-load layout transforms (see quant/methods.py)
+        self.compute_dtype = dtype  # the activations' dtype (what a layout's kernel will be called with)
 
     def declare(self, name: str, qc: QuantConfig, kind: str = "linear") -> Declared:
         d = Declared(name, kind, self.resolution)

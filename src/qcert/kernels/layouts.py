@@ -18,6 +18,17 @@ uninitialised memory where shuffle_scale pads with 0x7F = 1.0):
   aiter_shuffle_scale: e8m0 [M, N] (N = K/32) viewed (M/32, 2, 16, N/8, 2, 4) and permuted
     (0, 3, 5, 2, 4, 1); aiter pads M to a multiple of 256 and N to a multiple of 8 first.
 The code below is our own implementation of those permutations.
+
+qcert's FP4 GEMV tiles (`fp4_tiles`, consumed by triton_tiles: kernels/triton/fp4_gemv_mma.py),
+per 16 rows x 128 columns (a "block": one warp's mma step):
+  weights [N, K/2]: block (tile t, step s) is 1 KB, two halves (rows 0-7, rows 8-15 of the tile),
+    each 32 lanes x 16 bytes, lane l = 4g + c holding row g's bytes 16c..16c+15 of the step. The
+    blocks of a tile follow each other along K, the tiles along N.
+  scales [N, K/G]: block (t, s) holds, per lane, its rows' scales of its 32 columns: MXFP4 2 bytes
+    (row g, row g + 8), NVFP4 4 bytes (row g's two groups, then row g + 8's).
+  One warp instruction then reads 512 contiguous bytes of weights and 64 or 128 of scales; the
+  plain layout spreads it over 8 rows (an H100 load-only probe: 13 us against 17.5 us per
+  N = K = 8192 MXFP4 matrix with the activation loads of M = 8; bench/results/h100-triton.md).
 """
 
 from __future__ import annotations
@@ -29,6 +40,9 @@ __all__ = [
     "aiter_shuffle_scale_inverse",
     "aiter_shuffle_weight",
     "aiter_shuffle_weight_inverse",
+    "fp4_tiles",
+    "fp4_tiles_inverse",
+    "fp4_tiles_fit",
     "interleave_block_scale_128x4",
     "interleave_block_scale_128x4_inverse",
     "interleave_gate_up",
@@ -228,3 +242,53 @@ def aiter_shuffle_scale_inverse(s: torch.Tensor, shape: "tuple[int, int] | None"
             raise ValueError(f"{what}: crop shape {tuple(shape)} larger than {(m, n)}")
         out = out[..., :om, :on].contiguous()
     return _like(out, s)
+
+
+# --- qcert FP4 GEMV tiles --------------------------------------------------------------------------
+
+# (plain view, tiled view) of one tile's steps, as permutations of reshaped dims. Weights: plain
+# [T, half, g, S, c, 16] -> tiled [T, S, half, g, c, 16]; scales with P scales per lane chunk
+# (MXFP4 1, NVFP4 2): plain [T, half, g, S, c, P] -> tiled [T, S, g, c, half, P].
+_W_PERM, _S_PERM = (0, 3, 1, 2, 4, 5), (0, 3, 2, 4, 1, 5)
+
+
+def fp4_tiles_fit(n: int, k: int) -> bool:
+    """Whether an [N, K] FP4 weight can take the tile layout: whole 16-row tiles, 128-column steps."""
+    return n > 0 and n % 16 == 0 and k % 128 == 0
+
+
+def _tile_dims(w: torch.Tensor, s: torch.Tensor, what: str) -> tuple[int, int, int]:
+    if w.dim() != 2 or s.dim() != 2 or s.shape[0] != w.shape[0]:
+        raise ValueError(f"{what}: expected weight [N, K/2] and scales [N, K/G], got {tuple(w.shape)} and {tuple(s.shape)}")
+    n, k = w.shape[0], 2 * w.shape[1]
+    if not fp4_tiles_fit(n, k):
+        raise ValueError(f"{what}: N={n} must be a multiple of 16 and K={k} of 128 (weight {tuple(w.shape)})")
+    per = s.shape[1] * 32 // k  # scales per 32-column lane chunk: 1 (MXFP4, G = 32) or 2 (NVFP4, G = 16)
+    if per not in (1, 2) or s.shape[1] * 32 != per * k:
+        raise ValueError(f"{what}: scales {tuple(s.shape)} are not one per 32 or 16 columns of K={k}")
+    return n // 16, k // 128, per
+
+
+def _permute(t: torch.Tensor, shape: tuple, perm: tuple, inverse: bool) -> torch.Tensor:
+    b = _bytes(t)
+    if inverse:
+        tiled = [shape[i] for i in perm]
+        out = b.reshape(tiled).permute([perm.index(i) for i in range(len(perm))])
+    else:
+        out = b.reshape(shape).permute(perm)
+    return _like(out.reshape(b.shape).contiguous(), t)
+
+
+def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
+    t, steps, per = _tile_dims(w, s, what)
+    return (_permute(w, (t, 2, 8, steps, 4, 16), _W_PERM, inverse),
+            _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse))
+
+
+def fp4_tiles(w: torch.Tensor, s: torch.Tensor):
+    """Plain FP4 weight [N, K/2] and block scales [N, K/G] -> the GEMV tile layout (same shapes)."""
+    return _fp4_tiles(w, s, False, "fp4_tiles")
+
+
+def fp4_tiles_inverse(w: torch.Tensor, s: torch.Tensor):
+    return _fp4_tiles(w, s, True, "fp4_tiles_inverse")

@@ -243,6 +243,8 @@ LAYOUT_OPS = (
     "aiter_shuffle_weight_inverse",
     "aiter_shuffle_scale",
     "aiter_shuffle_scale_inverse",
+    "fp4_tiles",
+    "fp4_tiles_inverse",
 )
 for _name in LAYOUT_OPS:
     define_op(_name, getattr(layouts, _name))
@@ -265,3 +267,19 @@ def nvfp4_moe_trtllm(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, t
 # reference stays last in the order.
 register_backend("nvfp4_moe", "torch_trtllm", nvfp4_moe_trtllm, lambda ctx: True,
                  priority=REFERENCE_PRIORITY - 1, layout="trtllm", on_request=True)
+
+
+def mxfp4_linear_tiles(x, w_packed, w_scale, bias=None, act_qdq: bool = False) -> torch.Tensor:
+    """mxfp4_linear on weights in layouts.fp4_tiles: undo the layout into temporaries, then the reference."""
+    w, s = layouts.fp4_tiles_inverse(w_packed, w_scale)
+    return mxfp4_linear(x, w, s, bias, act_qdq)
+
+
+def nvfp4_linear_tiles(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None) -> torch.Tensor:
+    w, s = layouts.fp4_tiles_inverse(w_packed, w_block_scale)
+    return nvfp4_linear(x, w, s, w_scale_2, bias, input_scale)
+
+
+for _name, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
+    register_backend(_name, "torch_tiles", _fn, lambda ctx: True, priority=REFERENCE_PRIORITY - 1, layout="fp4_tiles",
+                     on_request=True)

@@ -23,10 +23,13 @@ from qcert.kernels import fp8 as f8
 from qcert.kernels import mxfp4 as mx
 from qcert.kernels import nvfp4 as nv
 from qcert.kernels import registry
+from qcert.kernels.layouts import fp4_tiles_fit
 from qcert.kernels.tolerances import assert_close_rel
 
 # backend name -> features a case lists for it
 BACKENDS = ("triton", "flashinfer", "aiter")
+# the fp4 linears also run on weights in the GEMV tile layout (layouts.fp4_tiles)
+EXTRA = {"mxfp4_linear": ("triton_tiles",), "nvfp4_linear": ("triton_tiles",)}
 SENTINEL = -12345.0  # poison for outputs that legitimately hold NaN
 
 
@@ -153,8 +156,12 @@ CPU_CASES = {
         ("w4a16-bias", dict(m=3, n=37, k=96, dtype=torch.bfloat16, act_qdq=False, bias=True)),
         ("w4a16-fp16-m1", dict(m=1, n=37, k=64, dtype=torch.float16, act_qdq=False, bias=False)),
         ("w4a4", dict(m=5, n=37, k=96, dtype=torch.bfloat16, act_qdq=True, bias=False)),
+        ("w4a16-tileable", dict(m=3, n=48, k=256, dtype=torch.bfloat16, act_qdq=False, bias=True)),
+        ("w4a4-tileable", dict(m=2, n=32, k=128, dtype=torch.bfloat16, act_qdq=True, bias=False)),
     ]),
     "nvfp4_linear": (nvfp4_linear_inputs, [
+        ("w4a16-tileable", dict(m=3, n=32, k=256, dtype=torch.bfloat16, per_row_scale_2=True, input_scale=False,
+                                bias=True)),
         ("w4a16", dict(m=3, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
         ("w4a16-rowscale", dict(m=2, n=37, k=48, dtype=torch.float16, per_row_scale_2=True, input_scale=False, bias=False)),
         ("w4a16-m1", dict(m=1, n=37, k=80, dtype=torch.bfloat16, per_row_scale_2=True, input_scale=False, bias=True)),
@@ -183,11 +190,24 @@ GPU_CASES = {
         ("w4a16-m300", dict(m=300, n=777, k=1024, dtype=torch.bfloat16, act_qdq=False, bias=False)),
         ("w4a16-fp16", dict(m=7, n=515, k=512, dtype=torch.float16, act_qdq=False, bias=False)),
         ("w4a4", dict(m=33, n=515, k=1024, dtype=torch.bfloat16, act_qdq=True, bias=False)),
+        # whole 16-row tiles and 128-column steps (also for triton_tiles): decode sizes and a prefill
+        ("w4a16-m1-tileable", dict(m=1, n=4096, k=4096, dtype=torch.bfloat16, act_qdq=False, bias=False)),
+        ("w4a16-m13-tileable", dict(m=13, n=1024, k=2816, dtype=torch.bfloat16, act_qdq=False, bias=True)),
+        ("w4a4-m7-tileable", dict(m=7, n=512, k=1024, dtype=torch.bfloat16, act_qdq=True, bias=False)),
+        ("w4a16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.bfloat16, act_qdq=False, bias=False)),
     ]),
     "nvfp4_linear": (nvfp4_linear_inputs, [
         ("w4a16", dict(m=9, n=1001, k=2048, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
         ("w4a16-rowscale", dict(m=200, n=515, k=1040, dtype=torch.bfloat16, per_row_scale_2=True, input_scale=False, bias=False)),
         ("w4a4", dict(m=17, n=515, k=1024, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=True, bias=False)),
+        ("w4a16-m16-tileable", dict(m=16, n=2048, k=2048, dtype=torch.bfloat16, per_row_scale_2=True,
+                                    input_scale=False, bias=True)),
+        ("w4a16-m4-tileable", dict(m=4, n=1024, k=1152, dtype=torch.bfloat16, per_row_scale_2=False,
+                                   input_scale=False, bias=False)),
+        ("w4a4-m5-tileable", dict(m=5, n=512, k=1024, dtype=torch.bfloat16, per_row_scale_2=False,
+                                  input_scale=True, bias=False)),
+        ("w4a16-m64-tileable", dict(m=64, n=512, k=512, dtype=torch.bfloat16, per_row_scale_2=True,
+                                    input_scale=False, bias=False)),
     ]),
     "fp8_linear": (fp8_linear_inputs, [
         ("w8a16-tensor", dict(m=5, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="tensor", input_scale=False, bias=True)),
@@ -223,6 +243,11 @@ def _layout_args(op: str, layout: str, args: tuple) -> tuple:
         x, w13, s13, w2, s2, *rest = args
         return (x, registry.call("aiter_shuffle_weight", w13), registry.call("aiter_shuffle_scale", s13),
                 registry.call("aiter_shuffle_weight", w2), registry.call("aiter_shuffle_scale", s2), *rest)
+    if layout == "fp4_tiles" and op in ("mxfp4_linear", "nvfp4_linear"):
+        x, w, s, *rest = args
+        if not fp4_tiles_fit(w.shape[0], x.shape[-1]):
+            pytest.skip(f"{op}: weight {tuple(w.shape)} does not fit the fp4_tiles layout (N % 16, K % 128)")
+        return (x, *registry.call("fp4_tiles", w, s), *rest)
     if layout == "trtllm_fp4" and op == "nvfp4_moe":
         x, w13, s13, g13, w2, s2, g2, *rest = args
         w13, s13 = registry.call("trtllm_fp4_w13_layout", w13, s13)
@@ -264,7 +289,8 @@ def check_matches_reference(op: str, name: str, params: dict, device: str, seed:
 
 
 def _params(table: dict, op: str) -> list:
-    return [pytest.param(name, p, id=f"{name}-{pid}") for name in BACKENDS for pid, p in table[op][1]]
+    return [pytest.param(name, p, id=f"{name}-{pid}") for name in BACKENDS + EXTRA.get(op, ())
+            for pid, p in table[op][1]]
 
 
 # --- CPU (interpreted triton) ---------------------------------------------------------------------
@@ -310,23 +336,25 @@ def test_nvfp4_moe(interpreted_triton, name, params):
     check_matches_reference("nvfp4_moe", name, params, "cpu", 5)
 
 
-def _nan_scale_inputs(device):
+def _nan_scale_inputs(device, n, k):
     g = _gen(6, device)
-    args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=37, k=96, dtype=torch.bfloat16, act_qdq=False, bias=False)
+    args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=torch.bfloat16, act_qdq=False, bias=False)
     x, wp, ws = args
     ws = ws.clone()
     ws[5, 1] = 0xFF  # e8m0 NaN: row 5's second block is NaN, so output column 5 is NaN
-    ws[36, 2] = 0xFF  # and the last (tail) column
+    ws[n - 1, 2] = 0xFF  # and the last (tail) column
     return (x, wp, ws), kwargs, fmt
 
 
 def check_nan_scale(name: str, device: str) -> None:
-    args, kwargs, fmt = _nan_scale_inputs(device)
+    tiles = name in EXTRA["mxfp4_linear"]  # whole 16-row tiles and 128-column steps
+    n, k = (48, 128) if tiles else (37, 96)
+    args, kwargs, fmt = _nan_scale_inputs(device, n, k)
     backend = _backend_or_skip("mxfp4_linear", name, args[0])
     out, ref = _run_checked("mxfp4_linear", backend, args, kwargs, fmt, poison=SENTINEL)
     assert not bool((out == SENTINEL).any()), f"mxfp4_linear/{name}: output elements never written"
     ref_nan, out_nan = torch.isnan(ref), torch.isnan(out)
-    assert ref_nan[:, 5].all() and ref_nan[:, 36].all(), "reference lost the NaN scale (test premise)"
+    assert ref_nan[:, 5].all() and ref_nan[:, n - 1].all(), "reference lost the NaN scale (test premise)"
     assert torch.equal(out_nan, ref_nan), (
         f"mxfp4_linear/{name}: NaN pattern differs: out NaN at columns {sorted(set(out_nan.nonzero()[:, 1].tolist()))}, "
         f"reference at {sorted(set(ref_nan.nonzero()[:, 1].tolist()))}"
@@ -338,7 +366,7 @@ def check_nan_scale(name: str, device: str) -> None:
 @case("kernels/mxfp4-nan-scale-propagates",
       "an e8m0 0xFF (NaN) block scale makes exactly the outputs that use it NaN, in every backend",
       features=["kernels", "mxfp4", "triton"])
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKENDS + EXTRA["mxfp4_linear"])
 def test_mxfp4_nan_scale(interpreted_triton, name):
     check_nan_scale(name, "cpu")
 
@@ -388,7 +416,7 @@ def test_gpu_moe(op, name, params):
 @case("kernels/gpu-mxfp4-nan-scale-propagates",
       "on the GPU an e8m0 NaN block scale makes exactly the outputs that use it NaN, in every backend",
       features=["kernels", "mxfp4", "triton", "aiter"], hardware="gpu")
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", BACKENDS + EXTRA["mxfp4_linear"])
 def test_gpu_mxfp4_nan_scale(name):
     check_nan_scale(name, "cuda")
 

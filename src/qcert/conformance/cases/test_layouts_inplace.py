@@ -19,6 +19,17 @@ def raw(t):
     return t.detach().reshape(-1).contiguous().view(torch.uint8)
 
 
+def assert_in_layout(plain_params, params, layers, fn, records, what):
+    """Each layer's weight and scales hold fn(plain weight, plain scales) and are reported in place."""
+    for layer in layers:
+        w, s = fn(plain_params[f"{layer}.weight"], plain_params[f"{layer}.weight_scale"])
+        assert torch.equal(raw(params[f"{layer}.weight"]), raw(w)), f"{layer}.weight is not in the {what} layout"
+        assert torch.equal(raw(params[f"{layer}.weight_scale"]), raw(s)), f"{layer}.weight_scale not in the {what} layout"
+        for p in ("weight", "weight_scale"):
+            rec = records.get(f"{layer}.{p}")
+            assert rec and rec["in_place"] is True, f"{layer}.{p}: transform not reported in place: {rec}"
+
+
 def expert_layers(params):
     return sorted({n.rsplit(".", 1)[0] for n in params if ".experts" in n and n.endswith(".weight_scale")})
 
@@ -39,12 +50,7 @@ def test_trtllm_in_place(engine, fmt):
     for layer in layers:
         w13 = "w13" in layer or layer.endswith("gate_up_proj")
         fn = layouts.trtllm_fp4_w13_layout if w13 else layouts.trtllm_fp4_w2_layout
-        w, s = fn(pp[f"{layer}.weight"], pp[f"{layer}.weight_scale"])
-        assert torch.equal(raw(ps[f"{layer}.weight"]), raw(w)), f"{layer}.weight is not in the TRT-LLM layout"
-        assert torch.equal(raw(ps[f"{layer}.weight_scale"]), raw(s)), f"{layer}.weight_scale not in the layout"
-        for p in ("weight", "weight_scale"):
-            rec = records.get(f"{layer}.{p}")
-            assert rec and rec["in_place"] is True, f"{layer}.{p}: transform not reported in place: {rec}"
+        assert_in_layout(pp, ps, [layer], fn, records, "TRT-LLM")
     assert torch.equal(plain.forward(IDS), shuffled.forward(IDS))
     assert shuffled.report()["backends"]["nvfp4_moe"] == "torch_trtllm"
 
@@ -80,3 +86,36 @@ def test_unusable_layout(engine, expected_error):
     with expected_error as err:
         model.forward(IDS)
     assert "trtllm" in str(err.value), f"the error does not name the layout: {err.value}"
+
+
+TILES = {"mxfp4_linear": "torch_tiles", "nvfp4_linear": "torch_tiles"}
+
+
+def dense_fp4_layers(params):
+    return sorted({n.rsplit(".", 1)[0] for n in params if n.endswith(".weight_scale") and ".experts" not in n})
+
+
+@case("layouts/fp4-tiles-in-place",
+      "dense FP4 linears whose backend reads the GEMV tile layout hold exactly the tiled checkpoint bytes in "
+      "their own parameters, reported in place, and compute what the plain layout computes; after "
+      "update_weights_from_disk they hold the tiles of the NEW checkpoint in the same storages",
+      features=["layouts", "weight-update", "mxfp4", "nvfp4", "llama", "quark", "compressed-tensors"])
+@pytest.mark.parametrize("fmt", ["quark-mxfp4", "ct-mxfp4"])
+def test_fp4_tiles_in_place(engine, fmt):
+    path, new = fixtures.cached("llama", fmt), fixtures.cached("llama", fmt, seed=1)
+    plain, tiled = engine.load(path), engine.load(path, backends=TILES)
+    pp, pt = plain.parameters(), tiled.parameters()
+    records = {r["param"]: r for r in tiled.report()["transforms"]}
+    layers = dense_fp4_layers(pt)
+    assert layers, "fixture has no dense FP4 linears"
+    assert_in_layout(pp, pt, layers, layouts.fp4_tiles, records, "tile")
+    assert torch.equal(plain.forward(IDS), tiled.forward(IDS))
+    assert tiled.report()["backends"]["mxfp4_linear"] == "torch_tiles"
+    ptrs = {n: p.data_ptr() for n, p in pt.items()}
+    tiled.update_weights_from_disk(new)
+    pn, pt = engine.load(new).parameters(), tiled.parameters()
+    for layer in layers:
+        w, _ = layouts.fp4_tiles(pn[f"{layer}.weight"], pn[f"{layer}.weight_scale"])
+        assert torch.equal(raw(pt[f"{layer}.weight"]), raw(w)), f"{layer}.weight: stale or untiled after update"
+        assert pt[f"{layer}.weight"].data_ptr() == ptrs[f"{layer}.weight"], f"{layer}.weight: storage replaced"
+    assert torch.equal(tiled.forward(IDS), engine.load(new).forward(IDS))

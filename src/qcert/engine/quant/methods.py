@@ -73,6 +73,19 @@ def dequantize(scheme: Scheme, t: dict[str, torch.Tensor]) -> torch.Tensor:
 LAYOUTS: dict = {}
 
 
+def backend_layout(layer, op: str, dtype: torch.dtype | None = None) -> str | None:
+    """The layout that op's backend for this layer consumes (as it will be selected at forward, the
+    layer's backend request included; dtype: the activations', when not the weight's own), or None
+    when a requested backend cannot run here (the layer stays plain and forward names the problem)."""
+    ctx = registry.OpContext.from_tensor(layer.weight)
+    if dtype is not None:
+        ctx.dtype = dtype
+    try:
+        return registry.select(op, ctx, getattr(layer, "backend_requests", {}).get(op), layout=registry.ANY_LAYOUT).layout
+    except registry.BackendUnavailable:
+        return None
+
+
 def post_load(model) -> list[dict]:
     done = []
     for name, module in model.named_modules():
@@ -92,4 +105,4 @@ def to_plain_layout(model, modules: set[str] | None = None) -> None:
             LAYOUTS[layout][2](module)
 
 
-from . import nvfp4_layout  # noqa: E402,F401  (registers the TRT-LLM FP4 MoE layout)
+from . import fp4_tiles_layout, nvfp4_layout  # noqa: E402,F401  (register the FP4 GEMV tile and TRT-LLM FP4 MoE layouts)

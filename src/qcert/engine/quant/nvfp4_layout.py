@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from qcert.kernels import layouts, registry
+from qcert.kernels import layouts
 
 from ..errors import QuantConfigError
 from ..layers import QLinear
@@ -35,12 +35,7 @@ def shape_ok(layer: QLinear) -> bool:
 
 def wants_layout(layer) -> bool:
     """Whether the nvfp4_moe backend this layer will run with consumes the trtllm layout."""
-    ctx = registry.OpContext.from_tensor(layer.weight)
-    try:
-        chosen = registry.select(OP, ctx, getattr(layer, "backend_requests", {}).get(OP), layout=registry.ANY_LAYOUT)
-    except registry.BackendUnavailable:
-        return False  # a requested backend that cannot run: plain layout; forward names the problem
-    return chosen.layout == NAME
+    return methods.backend_layout(layer, OP) == NAME
 
 
 def applies(layer) -> bool:

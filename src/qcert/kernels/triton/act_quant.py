@@ -3,7 +3,8 @@
 - mxfp4_qdq: dynamic MXFP4 quantize-dequantize along K, Quark's "even" scale rule, NaN blocks stay
   NaN (scale 0xFF). Output float32 (the QDQ'd values are exact there).
 - nvfp4_qdq: NVFP4 with a static global scale s2 (ModelOpt input_scale): e4m3 block scale
-  sat(amax/6/s2), codes of x/(scale*s2), value code*scale*s2. Output float32.
+  sat(amax/6/s2), codes of x/(scale*s2), value code*scale*s2. Output float32; or, unscaled,
+  code*scale in bf16 (exact) for a GEMM that multiplies by s2 in its epilogue.
 - fp8_quant: static per-tensor e4m3 quantization x/s, saturating at +-448. Output float8_e4m3fn.
 
 Divisions use div_rn (IEEE round-to-nearest) so the codes match the torch reference exactly.
@@ -43,7 +44,7 @@ def _mxfp4_qdq(x_ptr, y_ptr, numel, NB: tl.constexpr,
     tl.store(y_ptr + offs, v, mask=ok)
 
 
-def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr,
+def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr, UNSCALED: tl.constexpr,
                MAX: tl.constexpr, E2M1_CODE: tl.constexpr, FP4_TO_F32: tl.constexpr, E4M3_ROUND: tl.constexpr):
     # x is contiguous and K % 16 == 0: view it as [numel // 16, 16] blocks
     blk = tl.program_id(0).to(tl.int64) * NB + tl.arange(0, NB)
@@ -58,10 +59,12 @@ def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr,
     safe = tl.where(step > 0, step, 1.0)
     code = E2M1_CODE(tl.abs(tl.math.div_rn(x, safe[:, None])))
     code = tl.where(step[:, None] > 0, code, 0)
-    v = FP4_TO_F32(code) * bs[:, None] * s2
+    v = FP4_TO_F32(code) * bs[:, None]
+    if not UNSCALED:
+        v = v * s2
     v = tl.where(x < 0, -v, v)
     v = tl.where(x != x, float("nan"), v)
-    tl.store(y_ptr + offs, v, mask=ok)
+    tl.store(y_ptr + offs, v.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 def _fp8_quant(x_ptr, y_ptr, s_ptr, numel, BLOCK: tl.constexpr, TO_E4M3: tl.constexpr):
@@ -98,18 +101,21 @@ def mxfp4_qdq(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def nvfp4_qdq(x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-    """[..., K] (K % 16 == 0), s2 scalar tensor -> float32 [rows, K]."""
+def nvfp4_qdq(x: torch.Tensor, s2: torch.Tensor, unscaled: bool = False) -> torch.Tensor:
+    """[..., K] (K % 16 == 0), s2 scalar tensor -> float32 [rows, K]. unscaled: code * block scale
+    without the global s2, as bf16 (exact: at most 6 significant bits), for GEMMs that take s2 in
+    their epilogue instead."""
     x2 = _rows(x)
     r, k = x2.shape
     if k % 16:
         raise ValueError(f"nvfp4_qdq: K={k} is not a multiple of 16")
     s2 = torch.as_tensor(s2, dtype=torch.float32, device=x.device).reshape(1)
-    y = torch.empty((r, k), dtype=torch.float32, device=x.device)
+    y = torch.empty((r, k), dtype=torch.bfloat16 if unscaled else torch.float32, device=x.device)
     nb = 128
     if r:
         x2 = x2.contiguous()
-        nvfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 16, nb),)](x2, y, s2, x2.numel(), NB=nb)
+        nvfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 16, nb),)](x2, y, s2, x2.numel(), NB=nb,
+                                                                             UNSCALED=unscaled)
     return y
 
 

@@ -18,8 +18,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..layouts import fp4_tiles_fit
 from . import _helpers as h
-from . import fp4_gemv
+from . import fp4_gemv, fp4_gemv_mma
 from ._launch import dot_in_fp32, kernel, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
@@ -36,7 +37,7 @@ def _fp4_gemm(
     stride_cm,
     SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
     HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -66,8 +67,14 @@ def _fp4_gemm(
         live = True
 
     a_row_ptr = a_ptr + rows[:, None] * stride_am
-    w_base = w_ptr + e * stride_we + offs_n.to(tl.int64)[:, None] * stride_wn
-    s_base = s_ptr + e * stride_se + offs_n.to(tl.int64)[:, None] * stride_sn
+    PER: tl.constexpr = 1 if SCALE_KIND == 0 else 2  # scales per 32-column lane chunk
+    if TILED:  # layouts.fp4_tiles: row n's bytes and scales inside its 16-row tile's blocks
+        n64 = offs_n.to(tl.int64)
+        w_base = w_ptr + (n64 // 16 * 16 * stride_wn + (n64 % 16) // 8 * 512 + (n64 % 8) * 64)[:, None]
+        s_base = s_ptr + (n64 // 16 * 16 * stride_sn + (n64 % 8) * (8 * PER) + (n64 % 16) // 8 * PER)[:, None]
+    else:
+        w_base = w_ptr + e * stride_we + offs_n.to(tl.int64)[:, None] * stride_wn
+        s_base = s_ptr + e * stride_se + offs_n.to(tl.int64)[:, None] * stride_sn
     half_k = K // 2
 
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
@@ -86,10 +93,12 @@ def _fp4_gemm(
             a_odd = tl.load(a_row_ptr + (2 * kb + 1)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
             # weights: one byte = two codes
             w_mask = n_ok[:, None] & b_ok[None, :]
-            byte = tl.load(w_base + kb[None, :], mask=w_mask, other=0).to(tl.int32)
+            w_col = kb // 64 * 1024 + (kb % 64) // 16 * 16 + kb % 16 if TILED else kb
+            byte = tl.load(w_base + w_col[None, :], mask=w_mask, other=0).to(tl.int32)
             # one scale per GROUP elements, broadcast over its bytes through a reshape
             si = k0 // GROUP + offs_s
-            s_raw = tl.load(s_base + si[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
+            s_col = si // (4 * PER) * (64 * PER) + (si % (4 * PER)) // PER * (2 * PER) + si % PER if TILED else si
+            s_raw = tl.load(s_base + s_col[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
             if SCALE_KIND == 0:
                 scale = E8M0_TO_F32(s_raw.to(tl.int32))
             else:
@@ -153,12 +162,15 @@ def fp4_gemm(
     out: torch.Tensor | None = None,
     out_dtype: torch.dtype | None = None,
     config: tuple | None = None,
+    tiled: bool = False,
 ) -> torch.Tensor:
     """A [rows, K] (any float dtype, stride along K arbitrary) x fp4 W [E, N, K//2] -> C [m, N].
 
     Without a_rows, C's row i is A's row i (m = rows). With a_rows ([m] int32, -1 = padding) C's row
     i is A[a_rows[i]] (zeros for padding). block_expert ([cdiv(m, block_m)] int32) picks W[e] per
     M-block; g [E, N] fp32 multiplies columns. C is out_dtype (default a.dtype), or `out`.
+    tiled: one weight [N, K//2] and its scales in layouts.fp4_tiles (a linear, not the MoE); M <= 16
+    with bf16 activations on an NVIDIA GPU runs the tensor-core GEMV, the rest this kernel.
     """
     if w.dim() == 2:
         w, scales = w.unsqueeze(0), scales.unsqueeze(0)
@@ -177,7 +189,16 @@ def fp4_gemm(
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits; the kernel decodes both
     rows = a.shape[0] if m is None else m
     out_dtype = out_dtype or a.dtype
-    if (a_rows is None and block_expert is None and e_count == 1 and 0 < rows <= fp4_gemv.MAX_M
+    if tiled:
+        if e_count != 1 or a_rows is not None or block_expert is not None or not fp4_tiles_fit(n, k):
+            raise ValueError(f"fp4_gemm: the tile layout takes one weight [N, K//2] (N % 16 == 0, K % 128 == 0) "
+                             f"without row gather or experts, got {tuple(w.shape)}")
+        w, scales = w.contiguous(), scales.contiguous()
+        if 0 < rows <= fp4_gemv.MAX_M and config is None and fp4_gemv_mma.usable(a):
+            g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)
+            return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w[0]), scales[0], scale_kind, g1, bias, out,
+                                             out_dtype, tiled=True)
+    elif (a_rows is None and block_expert is None and e_count == 1 and 0 < rows <= fp4_gemv.MAX_M
             and config is None):
         # decode-sized linear: the bandwidth-shaped small-M kernel
         g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
@@ -208,6 +229,6 @@ def fp4_gemm(
         acc.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, num_warps=warps, num_stages=stages,
     )
     return split_k_result(acc, out, out_dtype, "fp4_gemm", split)

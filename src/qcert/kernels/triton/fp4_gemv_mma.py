@@ -177,16 +177,26 @@ def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
 @triton.jit
 def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr):
-    """One 16-row tile (row pointers of the lane's rows g and g + 8 into the words and the scales),
-    one lane chunk of 32 columns (k_lane..): load, decode, add the products into the n8 tiles'
-    accumulators. Past K: codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
+                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr):
+    """One 16-row tile (pointers of the lane's rows g and g + 8 into the words and the scales; in
+    the tile layout the lane's own 16 bytes of each half and its scale bytes), one lane chunk of 32
+    columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators. Past K:
+    codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
     wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
     # the weights are read once: first out of L1 and L2
     wl = _ld(wl_row[:, None] + word, wmask, EVEN_K, "evict_first")
     wh = _ld(wh_row[:, None] + word, wmask, EVEN_K, "evict_first")
-    if SCALE_KIND == 0:  # one group of 32
+    if TILED:  # the lane's scales of both rows in one load: MXFP4 (g, g + 8), NVFP4 (g, g, g + 8, g + 8)
+        PER: tl.constexpr = 2 if SCALE_KIND == 0 else 4
+        j = tl.arange(0, PER)[None, :]
+        b = _ld(sl_row[:, None] + s_col[:, None] + j, (k_lane < K)[:, None], EVEN_K, "").to(tl.int32)
+        if SCALE_KIND == 0:
+            sc_lo0, sc_hi0 = tl.split(_e8m0_bf16(b))
+            sc_lo1, sc_hi1 = sc_lo0, sc_hi0
+        else:
+            sc_lo0, sc_lo1, sc_hi0, sc_hi1 = _split4(_e4m3_bf16_folded(b))
+    elif SCALE_KIND == 0:  # one group of 32
         sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
@@ -221,7 +231,7 @@ def _fp4_gemv_mma(
     stride_am, stride_we, stride_wn, stride_se, stride_sn, stride_ge, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
-    CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr,
+    CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
@@ -245,18 +255,41 @@ def _fp4_gemv_mma(
     t = tl.arange(0, 32 * K_WARPS)  # one element per thread
     g = (t % 32) // 4
     c = t % 4
-    row0 = pid_n * (16 * ROWS) + g  # the lane's rows: g, g + 8 (and g + 16, g + 24 with ROWS = 2)
-    r0 = tl.minimum(row0, N - 1).to(tl.int64)  # past N: re-read the last row, never stored
-    r1 = tl.minimum(row0 + 8, N - 1).to(tl.int64)
-    if ROWS == 2:
-        r2 = tl.minimum(row0 + 16, N - 1).to(tl.int64)
-        r3 = tl.minimum(row0 + 24, N - 1).to(tl.int64)
     first = pid_k * words_per_split // 16 + (t // 32) * CHUNKS  # the warp's first 128-column step
-    # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes in a
-    # row, CHUNKS such runs per step
-    w_col = tl.max_contiguous(tl.multiple_of(first * 16 + c * 4, 4), 1)  # in words: 16-byte aligned
     G_STEP: tl.constexpr = 4 if SCALE_KIND == 0 else 8  # scale bytes per row per 128 columns
-    s_col = tl.multiple_of(first * G_STEP + c * (G_STEP // 4), G_STEP // 4)  # the lane's 1 or 2 scale bytes
+    if TILED:
+        # (layouts.fp4_tiles) a tile is 16 rows' bytes in a row, a step's block 1 KB (256 words) of
+        # weights and 16 * G_STEP bytes of scales; the lane's words sit at 4 * lane in each half
+        lane_t = t % 32
+        tile0 = (pid_n * (16 * ROWS)).to(tl.int64)
+        p0 = w_ptr + tile0 * stride_wn + tl.multiple_of(lane_t * 4, 4)
+        p1 = p0 + 128
+        q0 = s_ptr + tile0 * stride_sn + tl.multiple_of(lane_t * (G_STEP // 2), G_STEP // 2)
+        q1 = q0  # one load reads both rows' scales
+        W_STEP: tl.constexpr = 256
+        S_STEP: tl.constexpr = 16 * G_STEP
+        w_col = first * W_STEP
+        s_col = first * S_STEP
+    else:
+        row0 = pid_n * (16 * ROWS) + g  # the lane's rows: g, g + 8 (and g + 16, g + 24 with ROWS = 2)
+        p0 = w_ptr + tl.minimum(row0, N - 1).to(tl.int64) * stride_wn  # past N: re-read the last row, never stored
+        p1 = w_ptr + tl.minimum(row0 + 8, N - 1).to(tl.int64) * stride_wn
+        q0 = s_ptr + tl.minimum(row0, N - 1).to(tl.int64) * stride_sn
+        q1 = s_ptr + tl.minimum(row0 + 8, N - 1).to(tl.int64) * stride_sn
+        W_STEP: tl.constexpr = 16
+        S_STEP: tl.constexpr = G_STEP
+        # a lane chunk: 32 columns, one 16-byte load per row; the 4 lanes of a row read 64 bytes
+        # in a row, CHUNKS such runs per step
+        w_col = tl.max_contiguous(tl.multiple_of(first * 16 + c * 4, 4), 1)  # in words: 16-byte aligned
+        s_col = tl.multiple_of(first * G_STEP + c * (G_STEP // 4), G_STEP // 4)  # the lane's 1 or 2 scale bytes
+    if ROWS == 2:  # the second tile, 16 rows on (clamped like the first in the plain layout)
+        if TILED:
+            p2, p3, q2, q3 = p0 + 16 * stride_wn, p1 + 16 * stride_wn, q0 + 16 * stride_sn, q1 + 16 * stride_sn
+        else:
+            p2 = w_ptr + tl.minimum(row0 + 16, N - 1).to(tl.int64) * stride_wn
+            p3 = w_ptr + tl.minimum(row0 + 24, N - 1).to(tl.int64) * stride_wn
+            q2 = s_ptr + tl.minimum(row0 + 16, N - 1).to(tl.int64) * stride_sn
+            q3 = s_ptr + tl.minimum(row0 + 24, N - 1).to(tl.int64) * stride_sn
     a_word = tl.multiple_of(first * 64 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
     a1_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g, M, GATHER)[:, None] * stride_am + a_word  # rows g, g + 8
     a2_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g + 8, M, GATHER)[:, None] * stride_am + a_word
@@ -275,16 +308,14 @@ def _fp4_gemv_mma(
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
-                w_ptr + r0 * stride_wn, w_ptr + r1 * stride_wn, s_ptr + r0 * stride_sn,
-                s_ptr + r1 * stride_sn, K, k_lane, w_col + step * 16, s_col + step * G_STEP,
+                p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND, EVEN_K, TWO_TILES)
+                SCALE_KIND, EVEN_K, TWO_TILES, TILED)
             if ROWS == 2:
                 bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
-                    w_ptr + r2 * stride_wn, w_ptr + r3 * stride_wn, s_ptr + r2 * stride_sn,
-                    s_ptr + r3 * stride_sn, K, k_lane, w_col + step * 16, s_col + step * G_STEP,
+                    p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                     x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
-                    SCALE_KIND, EVEN_K, TWO_TILES)
+                    SCALE_KIND, EVEN_K, TWO_TILES, TILED)
 
     lane = tl.arange(0, 32)
     _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
@@ -399,9 +430,10 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
 
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
-                 block_m=None):
+                 block_m=None, tiled: bool = False):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
-    -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k).
+    -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
+    scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped).
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -412,6 +444,9 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     if words.dim() != (3 if grouped else 2) or scales.dim() != words.dim():
         want = "[E, N, K // 8] with block_expert" if grouped else "[N, K // 8] without block_expert"
         raise ValueError(f"fp4_gemv_mma: words {tuple(words.shape)}, scales {tuple(scales.shape)}: expected {want}")
+    if tiled and (grouped or n % 16 or k % 128 or not words.is_contiguous() or not scales.is_contiguous()):
+        raise ValueError(f"fp4_gemv_mma: the tile layout takes one contiguous [N, K // 8] weight with N % 16 == 0 "
+                         f"and K % 128 == 0, got words {tuple(words.shape)} (K={k}){' grouped' if grouped else ''}")
     if grouped:
         m_rows = a_rows.numel() if a_rows is not None else a.shape[0]
         m, blocks = block_m, block_expert.numel()
@@ -441,7 +476,8 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, num_warps=k_warps, num_stages=1,
+        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, num_warps=k_warps,
+        num_stages=1,
         # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16) only one fit,
         # 31 us instead of 22 at N = K = 8192
         maxnreg=128 if rows == 2 else None,

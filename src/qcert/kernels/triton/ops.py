@@ -10,9 +10,11 @@ from __future__ import annotations
 import torch
 import triton  # noqa: F401  (ImportError here = triton not installed, reported by the registry)
 
-from ..registry import register_backend
+from ..layouts import fp4_tiles_fit
+from ..registry import BackendUnavailable, register_backend
 from ._launch import available, check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
+from . import fp4_gemv, fp4_gemv_mma
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 from .fp8_gemm import fp8_gemm
 from .moe import mxfp4_moe, nvfp4_moe
@@ -26,24 +28,53 @@ def _linear_out(x: torch.Tensor, n: int, out: torch.Tensor | None, what: str) ->
     return check_out(out, (*x.shape[:-1], n), x.dtype, x.device, what).view(-1, n)
 
 
-def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None):
+def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None, tiled: bool = False):
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
     a = mxfp4_qdq(x2) if act_qdq else x2
-    y = fp4_gemm(a, w_packed, w_scale, E8M0, bias=bias, out_dtype=x.dtype, out=_linear_out(x, n, out, "mxfp4_linear"))
+    if act_qdq and tiled and x.dtype == torch.bfloat16:
+        a = a.to(torch.bfloat16)  # exact (e2m1 times a power of two): the tensor-core GEMV takes bf16
+    y = fp4_gemm(a, w_packed, w_scale, E8M0, bias=bias, out_dtype=x.dtype, out=_linear_out(x, n, out, "mxfp4_linear"),
+                 tiled=tiled)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
 
 
-def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None):
+def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None, tiled: bool = False):
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
-    a = nvfp4_qdq(x2, input_scale) if input_scale is not None else x2
     g = torch.as_tensor(w_scale_2, dtype=torch.float32, device=x.device).reshape(-1)
     if g.numel() not in (1, n):
         raise ValueError(f"nvfp4_linear: w_scale_2 has {g.numel()} values for N={n} rows")
+    if input_scale is None:
+        a = x2
+    elif tiled and x2.shape[0] <= fp4_gemv.MAX_M and fp4_gemv_mma.usable(x2):
+        # W4A4 decode on the tensor-core GEMV: code * block scale is exact in bf16, and the
+        # activations' global scale joins the weights' in g (on the tile backend only until it
+        # has run on a GPU: the plain backend keeps the validated fp32 path)
+        a = nvfp4_qdq(x2, input_scale, unscaled=True)
+        g = g * torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(())
+    else:
+        a = nvfp4_qdq(x2, input_scale)
     y = fp4_gemm(a, w_packed, w_block_scale, E4M3, g=g.expand(n).reshape(1, n), bias=bias, out_dtype=x.dtype,
-                 out=_linear_out(x, n, out, "nvfp4_linear"))
+                 out=_linear_out(x, n, out, "nvfp4_linear"), tiled=tiled)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
+
+
+def _tiles_fit(op: str, w_packed: torch.Tensor, x: torch.Tensor) -> None:
+    if not fp4_tiles_fit(w_packed.shape[0], x.shape[-1]):
+        raise BackendUnavailable(op, TILES, f"weight {tuple(w_packed.shape)} does not fit the fp4_tiles layout "
+                                 "(N % 16 == 0, K % 128 == 0)")
+
+
+def mxfp4_linear_tiles(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None):
+    """mxfp4_linear on weights in layouts.fp4_tiles (the engine applies it at load)."""
+    _tiles_fit("mxfp4_linear", w_packed, x)
+    return mxfp4_linear(x, w_packed, w_scale, bias, act_qdq, out, tiled=True)
+
+
+def nvfp4_linear_tiles(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None):
+    _tiles_fit("nvfp4_linear", w_packed, x)
+    return nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias, input_scale, out, tiled=True)
 
 
 def fp8_linear(x, w_fp8, w_scale, bias=None, input_scale=None, out=None, act_dynamic=False):
@@ -62,3 +93,26 @@ for _op, _fn in (
     ("nvfp4_moe", nvfp4_moe),
 ):
     register_backend(_op, BACKEND, _fn, available, priority=50)
+
+# The same kernels on weights in the GEMV tile layout (engine/quant/fp4_tiles_layout.py applies it
+# per layer when the selected backend consumes it; plain layers keep BACKEND).
+TILES = "triton_tiles"
+
+
+def _tiles_available(ctx) -> "bool | str":
+    """triton's check, and the layout pays only where its GEMV runs: bf16 on NVIDIA (mma.sync)."""
+    ok = available(ctx)
+    if ok is not True:
+        return ok
+    if ctx.is_rocm:
+        return "the fp4_tiles GEMV is NVIDIA-only (mma.sync); ROCm keeps the plain layout"
+    if ctx.dtype is not None and ctx.dtype != torch.bfloat16:
+        return f"activation dtype {ctx.dtype}: the fp4_tiles GEMV takes bf16"
+    return True
+
+
+# Priority 60: selected only when asked for by name (backends={"mxfp4_linear": "triton_tiles"}) until
+# its tensor-core path has run on a GPU; it is meant to become the preferred backend (priority
+# below BACKEND's 50) once the H100 benchmark and hardware run confirm it.
+for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
+    register_backend(_op, TILES, _fn, _tiles_available, priority=60, layout="fp4_tiles")

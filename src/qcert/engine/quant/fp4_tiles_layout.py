@@ -1,0 +1,51 @@
+"""The FP4 GEMV tile layout (kernels/layouts.fp4_tiles) as an in-place post-load transform.
+
+Dense MXFP4/NVFP4 linears get it when the backend that will run them consumes it: triton_tiles
+(bf16 activations on an NVIDIA GPU, where the tensor-core GEMV reads each warp step's weights as
+one 1 KB block instead of 64-byte runs of 16 rows; bench/results/h100-triton.md), or the
+torch_tiles stand-in when asked for. Shapes without whole 16-row tiles and 128-column steps keep
+the plain layout; the backend's own check refuses other activation dtypes and ROCm.
+The permuted bytes go back into the SAME Parameters (same shape, dtype and storage), so weight
+updates write the plain layout into them and rerun the transform (quant/methods.py).
+"""
+
+from __future__ import annotations
+
+from qcert.kernels import layouts
+
+from ..layers import QLinear
+from . import methods
+
+NAME = "fp4_tiles"
+OPS = {"mxfp4": "mxfp4_linear", "nvfp4": "nvfp4_linear"}
+
+
+def wants_layout(layer: QLinear) -> bool:
+    """Whether the backend this linear will run with (chosen for its activations' dtype, not the
+    packed bytes') consumes the tile layout."""
+    return methods.backend_layout(layer, OPS[layer.scheme.format], layer.compute_dtype) == NAME
+
+
+def applies(layer) -> bool:
+    return (isinstance(layer, QLinear) and not layer.stacked and layer.layout == "plain" and layer.scheme.format in OPS
+            and layouts.fp4_tiles_fit(layer.n, layer.k) and wants_layout(layer))
+
+
+def _write_back(layer: QLinear, fn) -> None:
+    w, s = fn(layer.weight.data, layer.weight_scale.data)
+    layer.weight.data.copy_(w)
+    layer.weight_scale.data.copy_(s)
+
+
+def transform(layer: QLinear) -> list[dict]:
+    _write_back(layer, layouts.fp4_tiles)
+    layer.layout = NAME
+    return [{"param": p, "transform": NAME, "in_place": True} for p in ("weight", "weight_scale")]
+
+
+def inverse(layer: QLinear) -> None:
+    _write_back(layer, layouts.fp4_tiles_inverse)
+    layer.layout = "plain"
+
+
+methods.LAYOUTS[NAME] = (lambda m: applies(m), lambda m: transform(m), lambda m: inverse(m))
