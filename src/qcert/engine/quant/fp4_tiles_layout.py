@@ -31,10 +31,17 @@ def applies(layer) -> bool:
             and layouts.fp4_tiles_fit(layer.n, layer.k) and wants_layout(layer))
 
 
+CHUNK_ROWS = 256  # whole 16-row tiles: a tile's bytes stay inside its rows' byte range
+
+
 def _write_back(layer: QLinear, fn) -> None:
-    w, s = fn(layer.weight.data, layer.weight_scale.data)
-    layer.weight.data.copy_(w)
-    layer.weight_scale.data.copy_(s)
+    """Permute in place a chunk of rows at a time, so the temporaries are CHUNK_ROWS rows' bytes,
+    not the layer's (the tile layout never moves bytes across 16-row tiles)."""
+    weight, scale = layer.weight.data, layer.weight_scale.data
+    for r0 in range(0, weight.shape[0], CHUNK_ROWS):
+        w, s = fn(weight[r0:r0 + CHUNK_ROWS], scale[r0:r0 + CHUNK_ROWS])
+        weight[r0:r0 + CHUNK_ROWS].copy_(w)
+        scale[r0:r0 + CHUNK_ROWS].copy_(s)
 
 
 def transform(layer: QLinear) -> list[dict]:
