@@ -26,6 +26,12 @@ take turns over K in 128-column steps and add their sums up through shared memor
 GEMV is then one kernel; K split over programs as well (for shapes with few rows) adds into a
 zeroed fp32 buffer and takes a conversion kernel after. The weights are loaded evict-first.
 
+Tile layout (tiled=True, layouts.fp4_tiles): the same lanes and steps, but each warp step's weights
+are one 1 KB block (the lane's 16 bytes at 16 * lane in each half) and the lane's scale bytes of
+both rows one 2- or 4-byte load, so a warp load instruction reads 512 contiguous bytes instead of
+64-byte runs of 8 rows. With the plain layout the loads alone take about as long as the kernel
+(bench/load_probe.py).
+
 Grouped mode (the MoE at decode sizes, moe.py): grid axis 2 walks M-blocks of block_m <= 16
 rows; a program takes its block's expert (W, scales and g offset by it; an unused block, expert -1,
 reads no weights and writes zeros) and gathers A's rows through the routing's token ids.
