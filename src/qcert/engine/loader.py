@@ -10,7 +10,7 @@ import torch
 
 from .args import EngineArgs, normalize_args
 from .checkpoint import Checkpoint
-from .errors import PlanError, UpdateError
+from .errors import PlanError, QuantConfigError, UpdateError
 from .hooks import run_hooks
 from .layers import Copy, Dequant
 from .plan import LoadPlan, _sources, build_plan
@@ -44,6 +44,32 @@ def read_chunks(ckpt: Checkpoint, tensor: str, src):
     step = max(1, CHUNK // max(1, math.prod(meta.shape[1:])))
     for r in range(0, meta.shape[0], step):
         yield r, _as_engine(ckpt.get_rows(tensor, r, r + step), src)
+
+
+def check_expert_global_scales(ckpt: Checkpoint, jobs, live: dict | None = None) -> None:
+    """Stacked NVFP4 experts: an expert's shards (gate, up) must carry one global scale, since MoE
+    kernels take one per expert (FORMATS.md; sglang takes shard 0's and warns). Checked on the
+    checkpoint's values before anything is written, at load and at update, so forward needs no
+    check (and no host sync). `live`: a running model's parameters, for the shards a partial update
+    leaves as they are."""
+    seen: dict = {}
+    for job in jobs:
+        if isinstance(job, Copy) and job.expert is not None and job.shard is not None \
+                and job.param.endswith(".weight_scale_2"):
+            value = float(read_source(ckpt, job.tensor, job.source).reshape(-1)[0])
+            seen.setdefault((job.param, job.expert), {})[job.shard] = (job.tensor.rsplit(".", 1)[0], value)
+    bad = []
+    for (param, e), shards in seen.items():
+        if live is not None:
+            for s, v in enumerate(live[param].detach()[e].float().tolist()):
+                shards.setdefault(s, (f"{param}[{e}, {s}] (loaded)", v))
+        if len({v for _, v in shards.values() if v == v}) > 1:  # NaN scales are the data checks' to report
+            bad.append((e, shards))
+    if bad:
+        e, shards = bad[0]
+        named = ", ".join(f"{m} = {v:.6g}" for _, (m, v) in sorted(shards.items()))
+        raise QuantConfigError(f"NVFP4 experts: the shards of expert {e} carry different global scales ({named}); "
+                               f"an NVFP4 MoE kernel takes one global scale per expert ({len(bad)} experts differ)")
 
 
 def _target(params: dict, job: Copy) -> torch.Tensor:
@@ -115,6 +141,7 @@ class LoadedModel:
         if unexpected:
             raise PlanError(f"{plan.checkpoint.path}: tensors no engine parameter claims: {unexpected[:5]}"
                             + (f" (and {len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
+        check_expert_global_scales(plan.checkpoint, plan.jobs)
         plan.model.to_empty(device=args.torch_device)
         params = dict(plan.model.named_parameters())
         for job in plan.jobs:
@@ -206,6 +233,10 @@ class LoadedModel:
                 _validate(new.checkpoint, job)
             except UpdateError as e:
                 refuse(str(e))
+        try:
+            check_expert_global_scales(new.checkpoint, jobs, self.parameters() if tensors is not None else None)
+        except QuantConfigError as e:
+            refuse(str(e))
         return new, jobs
 
     def _write_update(self, new: LoadPlan, jobs: list) -> None:
