@@ -129,8 +129,9 @@ def test_fp4_gemv_mma_weight_rank_must_match_grouping():
 TILED_CASES = [  # kind, M, N, K, cfg: weights in layouts.fp4_tiles (whole 16-row tiles, 128-column steps)
     ("mxfp4", 1, 8192, 8192, None),
     ("mxfp4", 8, 1024, 2816, (1, 2, 1, 1)),
-    ("mxfp4", 16, 1056, 4096, (2, 8, 2, 1)),  # two tiles per program: 1056 rows = 33 tiles, the last program's
-    ("mxfp4", 5, 512, 4096, (1, 1, 4, 4)),  # second tile past N; here K split over programs
+    ("mxfp4", 16, 1040, 4096, (2, 8, 2, 1)),  # two tiles per program, 65 tiles: the last program's second past N
+    ("nvfp4", 6, 1040, 1024, (2, 4, 1, 1)),
+    ("mxfp4", 5, 512, 4096, (1, 1, 4, 4)),  # K split over programs
     ("mxfp4", 13, 512, 1024, (2, 4, 1, 3)),  # split 3 over 8 steps: the last split partial (masked)
     ("nvfp4", 1, 4096, 4096, None),
     ("nvfp4", 16, 4096, 4096, None),

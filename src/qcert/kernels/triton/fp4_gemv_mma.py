@@ -288,9 +288,11 @@ def _fp4_gemv_mma(
         # in a row, CHUNKS such runs per step
         w_col = tl.max_contiguous(tl.multiple_of(first * 16 + c * 4, 4), 1)  # in words: 16-byte aligned
         s_col = tl.multiple_of(first * G_STEP + c * (G_STEP // 4), G_STEP // 4)  # the lane's 1 or 2 scale bytes
-    if ROWS == 2:  # the second tile, 16 rows on (clamped like the first in the plain layout)
+    if ROWS == 2:  # the second tile, 16 rows on; past N it re-reads the last one and is never stored
         if TILED:
-            p2, p3, q2, q3 = p0 + 16 * stride_wn, p1 + 16 * stride_wn, q0 + 16 * stride_sn, q1 + 16 * stride_sn
+            tile1 = tl.minimum(tile0 + 16, N - 16) - tile0  # rows from the first tile (16 or 0)
+            p2, p3 = p0 + tile1 * stride_wn, p1 + tile1 * stride_wn
+            q2, q3 = q0 + tile1 * stride_sn, q1 + tile1 * stride_sn
         else:
             p2 = w_ptr + tl.minimum(row0 + 16, N - 1).to(tl.int64) * stride_wn
             p3 = w_ptr + tl.minimum(row0 + 24, N - 1).to(tl.int64) * stride_wn
