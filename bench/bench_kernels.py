@@ -116,11 +116,16 @@ def _rotating(fn, sets):
     return call
 
 
+def _kind_and_g(kind, wp, s2):
+    """The GEMV kernels' scale kind and per-row global scale (NVFP4) of a weight set."""
+    return (fg.E8M0 if kind == "mxfp4" else fg.E4M3), (None if s2 is None else
+                                                       s2.to(torch.float32).reshape(-1).expand(wp.shape[0]))
+
+
 def _linear(kind, x, s, cfg=None, mma=None):
     wp, ws, s2 = s
     if cfg is not None or mma is not None:
-        kind_id = fg.E8M0 if kind == "mxfp4" else fg.E4M3
-        g = None if s2 is None else s2.to(torch.float32).reshape(-1).expand(wp.shape[0])
+        kind_id, g = _kind_and_g(kind, wp, s2)
         return fv.fp4_gemv(x, wp, ws, kind_id, g=g, cfg=cfg, mma=mma)
     return tops.mxfp4_linear(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear(x, wp, ws, s2)
 
@@ -135,8 +140,7 @@ def _linear_tiles(kind, x, t, cfg=None):
     """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly)."""
     wp, ws, s2 = t
     if cfg is not None:
-        kind_id = fg.E8M0 if kind == "mxfp4" else fg.E4M3
-        g = None if s2 is None else s2.to(torch.float32).reshape(-1).expand(wp.shape[0])
+        kind_id, g = _kind_and_g(kind, wp, s2)
         return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True)
     return tops.mxfp4_linear_tiles(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear_tiles(x, wp, ws, s2)
 
@@ -169,14 +173,14 @@ def gemv_cfg(text: str) -> tuple[int, ...]:
     return cfg
 
 
-def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, sweep=True):
+def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs=True):
     """The engine's GEMV on NVIDIA: weights in the tile layout (triton_tiles). Baselines in the same
     run: the same kernel on the plain checkpoint layout (triton) and cuBLAS bf16 on dequantized
     weights. The config sweep is the tile-layout kernel's."""
     sets, wdq, nbytes = _fp4_weights(kind, n, k)
     tiles = [_tiles(s) for s in sets]
     rows, sweep = [], []
-    for m in (1, 16) if sweep else ():  # config sweep: what limits the kernel, and the best config per M
+    for m in (1, 16) if configs else ():  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         best = None
         for cfg in GEMV_CFGS:
@@ -321,8 +325,8 @@ def main(argv=None) -> int:
     # BENCH_ONLY: a comma list of gemv, fp8, moe (quick device calls); BENCH_SWEEP=0: no GEMV config sweep
     only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
-    mx_rows, mx_sweep = gemv_rows("mxfp4", bw, sweep=sweep) if "gemv" in only else ([], [])
-    nv_rows, nv_sweep = gemv_rows("nvfp4", bw, sweep=sweep) if "gemv" in only else ([], [])
+    mx_rows, mx_sweep = gemv_rows("mxfp4", bw, configs=sweep) if "gemv" in only else ([], [])
+    nv_rows, nv_sweep = gemv_rows("nvfp4", bw, configs=sweep) if "gemv" in only else ([], [])
     rows = mx_rows + nv_rows + (fp8_rows() if "fp8" in only else []) + (moe_rows(bw) if "moe" in only else [])
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")

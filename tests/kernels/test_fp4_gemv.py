@@ -23,16 +23,21 @@ CASES = [  # kind, M, N, K, (BLOCK_N, BLOCK_K, split_k, warps, stages)
 ]
 
 
-def _gemv_and_reference(kind, x, w, bias, cfg, **kw):
-    """(fp4_gemv, the torch reference) for w quantized as `kind`, on x's device."""
-    n = w.shape[0]
+def _quantized(kind, x, w, bias):
+    """w quantized as `kind` on x's device: (packed, scales as bytes, scale kind, per-row g or None,
+    the torch reference output for x)."""
     if kind == "mxfp4":
         wp, ws = (t.to(x.device) for t in quantize_mxfp4(w))
-        return (fv.fp4_gemv(x, wp, ws, fv.E8M0, bias=bias, cfg=cfg, **kw),
-                ref.mxfp4_linear(x.float(), wp, ws, bias.float()))
+        return wp, ws.view(torch.uint8), fv.E8M0, None, ref.mxfp4_linear(x.float(), wp, ws, bias.float())
     wp, ws, s2 = (t.to(x.device) for t in quantize_nvfp4(w))
-    return (fv.fp4_gemv(x, wp, ws, fv.E4M3, g=s2.float().reshape(-1).expand(n), bias=bias, cfg=cfg, **kw),
+    return (wp, ws.view(torch.uint8), fv.E4M3, s2.float().reshape(-1).expand(w.shape[0]),
             ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float()))
+
+
+def _gemv_and_reference(kind, x, w, bias, cfg, **kw):
+    """(fp4_gemv, the torch reference) for w quantized as `kind`, on x's device."""
+    wp, ws, kind_id, g, want = _quantized(kind, x, w, bias)
+    return fv.fp4_gemv(x, wp, ws, kind_id, g=g, bias=bias, cfg=cfg, **kw), want
 
 
 def _inputs(m, n, k):
@@ -150,16 +155,10 @@ def test_fp4_gemv_mma_on_tiles_equals_the_plain_layout(kind, m, n, k, cfg):
 
     w, x, bias = _inputs(m, n, k)
     x, bias = x.to(torch.bfloat16).cuda(), bias.to(torch.bfloat16).cuda()
-    if kind == "mxfp4":
-        wp, ws = (t.cuda() for t in quantize_mxfp4(w))
-        g, kind_id, want = None, fv.E8M0, ref.mxfp4_linear(x.float(), wp, ws, bias.float())
-    else:
-        wp, ws, s2 = (t.cuda() for t in quantize_nvfp4(w))
-        g, kind_id = s2.float().reshape(-1).expand(n), fv.E4M3
-        want = ref.nvfp4_linear(x.float(), wp, ws, s2, bias.float())
-    tw, ts = layouts.fp4_tiles(wp, ws.view(torch.uint8))
+    wp, ws, kind_id, g, want = _quantized(kind, x, w, bias)
+    tw, ts = layouts.fp4_tiles(wp, ws)
     got = fvm.fp4_gemv_mma(x, fvm.as_words(tw), ts, kind_id, g, bias, None, torch.float32, cfg, tiled=True)
-    plain = fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws.view(torch.uint8), kind_id, g, bias, None, torch.float32, cfg)
+    plain = fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, bias, None, torch.float32, cfg)
     assert_close_rel(got, want, "fp32")
     if cfg is None or cfg[3] == 1:  # split over programs adds with atomics: the order may differ
         assert torch.equal(got, plain)

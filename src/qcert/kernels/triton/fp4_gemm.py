@@ -189,19 +189,18 @@ def fp4_gemm(
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits; the kernel decodes both
     rows = a.shape[0] if m is None else m
     out_dtype = out_dtype or a.dtype
+    linear = a_rows is None and block_expert is None and e_count == 1
     if tiled:
-        if e_count != 1 or a_rows is not None or block_expert is not None or not fp4_tiles_fit(n, k):
+        if not linear or not fp4_tiles_fit(n, k):
             raise ValueError(f"fp4_gemm: the tile layout takes one weight [N, K//2] (N % 16 == 0, K % 128 == 0) "
                              f"without row gather or experts, got {tuple(w.shape)}")
         w, scales = w.contiguous(), scales.contiguous()
-        if 0 < rows <= fp4_gemv.MAX_M and config is None and fp4_gemv_mma.usable(a):
-            g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)
+    if linear and 0 < rows <= fp4_gemv.MAX_M and config is None and (not tiled or fp4_gemv_mma.usable(a)):
+        # decode-sized linear: the bandwidth-shaped small-M kernels (the tile layout: the tensor-core one)
+        g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
+        if tiled:
             return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w[0]), scales[0], scale_kind, g1, bias, out,
                                              out_dtype, tiled=True)
-    elif (a_rows is None and block_expert is None and e_count == 1 and 0 < rows <= fp4_gemv.MAX_M
-            and config is None):
-        # decode-sized linear: the bandwidth-shaped small-M kernel
-        g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
         return fp4_gemv.fp4_gemv(a, w[0], scales[0], scale_kind, g=g1, bias=bias, out=out, out_dtype=out_dtype)
     bm, bn, bk, split, warps, stages = config or _config(rows, n, k, a.device)
     if block_m is not None:

@@ -53,6 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..layouts import fp4_tiles_fit
 from . import _helpers as h
 from ._launch import device_facts, split_k_result, split_k_target
 
@@ -452,7 +453,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     if words.dim() != (3 if grouped else 2) or scales.dim() != words.dim():
         want = "[E, N, K // 8] with block_expert" if grouped else "[N, K // 8] without block_expert"
         raise ValueError(f"fp4_gemv_mma: words {tuple(words.shape)}, scales {tuple(scales.shape)}: expected {want}")
-    if tiled and (grouped or n % 16 or k % 128 or not words.is_contiguous() or not scales.is_contiguous()):
+    if tiled and (grouped or not fp4_tiles_fit(n, k) or not words.is_contiguous() or not scales.is_contiguous()):
         raise ValueError(f"fp4_gemv_mma: the tile layout takes one contiguous [N, K // 8] weight with N % 16 == 0 "
                          f"and K % 128 == 0, got words {tuple(words.shape)} (K={k}){' grouped' if grouped else ''}")
     if grouped:

@@ -45,7 +45,7 @@ def padded_rows(pairs: int, num_experts: int, block_m: int) -> int:
 def align_routing(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> Routing:
     """Sort topk_ids' (token, slot) pairs by expert, each expert's run padded to block_m. Out-of-range
     ids are an error, checked outside graph capture (the check reads the ids on the host)."""
-    t, k = topk_ids.shape
+    k = topk_ids.shape[1]
     flat = topk_ids.reshape(-1)
     n = flat.numel()
     capturing = flat.is_cuda and torch.cuda.is_current_stream_capturing()

@@ -10,11 +10,9 @@ from __future__ import annotations
 import torch
 import triton  # noqa: F401  (ImportError here = triton not installed, reported by the registry)
 
-from ..layouts import fp4_tiles_fit
-from ..registry import BackendUnavailable, register_backend
+from ..registry import register_backend
 from ._launch import available, check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
-from . import fp4_gemv, fp4_gemv_mma
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 from .fp8_gemm import fp8_gemm
 from .moe import mxfp4_moe, nvfp4_moe
@@ -32,7 +30,7 @@ def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=Non
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
     a = mxfp4_qdq(x2) if act_qdq else x2
-    if act_qdq and tiled and x.dtype == torch.bfloat16:
+    if act_qdq and tiled:
         a = a.to(torch.bfloat16)  # exact (e2m1 times a power of two): the tensor-core GEMV takes bf16
     y = fp4_gemm(a, w_packed, w_scale, E8M0, bias=bias, out_dtype=x.dtype, out=_linear_out(x, n, out, "mxfp4_linear"),
                  tiled=tiled)
@@ -47,10 +45,10 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
         raise ValueError(f"nvfp4_linear: w_scale_2 has {g.numel()} values for N={n} rows")
     if input_scale is None:
         a = x2
-    elif tiled and x2.shape[0] <= fp4_gemv.MAX_M and fp4_gemv_mma.usable(x2):
-        # W4A4 decode on the tensor-core GEMV: code * block scale is exact in bf16, and the
-        # activations' global scale joins the weights' in g (on the tile backend only until it
-        # has run on a GPU: the plain backend keeps the validated fp32 path)
+    elif tiled:
+        # W4A4 in bf16, so decode runs on the tensor-core GEMV: code * block scale is exact in bf16
+        # and the activations' global scale joins the weights' in g (the same sums for any kernel;
+        # on the tile backend only until it has run on a GPU: the plain one keeps the fp32 path)
         a = nvfp4_qdq(x2, input_scale, unscaled=True)
         g = g * torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(())
     else:
@@ -60,20 +58,12 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
     return out if out is not None else y.reshape(*x.shape[:-1], n)
 
 
-def _tiles_fit(op: str, w_packed: torch.Tensor, x: torch.Tensor) -> None:
-    if not fp4_tiles_fit(w_packed.shape[0], x.shape[-1]):
-        raise BackendUnavailable(op, TILES, f"weight {tuple(w_packed.shape)} does not fit the fp4_tiles layout "
-                                 "(N % 16 == 0, K % 128 == 0)")
-
-
 def mxfp4_linear_tiles(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None):
     """mxfp4_linear on weights in layouts.fp4_tiles (the engine applies it at load)."""
-    _tiles_fit("mxfp4_linear", w_packed, x)
     return mxfp4_linear(x, w_packed, w_scale, bias, act_qdq, out, tiled=True)
 
 
 def nvfp4_linear_tiles(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None):
-    _tiles_fit("nvfp4_linear", w_packed, x)
     return nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias, input_scale, out, tiled=True)
 
 
