@@ -72,11 +72,14 @@ def test_combine_sums_each_tokens_pairs_in_fp32():
 
 
 def test_silu_mul_rounds_to_the_model_dtype():
-    gu = torch.randn(5, 2 * 48, generator=torch.Generator().manual_seed(2)) * 4
+    gu = torch.randn(20, 2 * 480, generator=torch.Generator().manual_seed(2)) * 4
     got = moe.silu_mul(gu, torch.bfloat16)
-    want = (torch.nn.functional.silu(gu[:, :48]) * gu[:, 48:]).to(torch.bfloat16)
-    assert got.dtype == torch.bfloat16  # within one bf16 step (the interpreter's cast truncates)
-    torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -7, atol=1e-6)
+    want = (torch.nn.functional.silu(gu[:, :480]) * gu[:, 480:]).to(torch.bfloat16)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=2 ** -8, atol=1e-6)
+    # rounded to nearest, as on the GPU (a truncating cast differs in about half the elements); the
+    # overflow-free SiLU may differ from torch's by an fp32 ulp and tip a rare tie
+    assert (got != want).float().mean() < 1e-3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need an NVIDIA GPU")

@@ -127,19 +127,32 @@ def check_out(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dty
     return out
 
 
+def store_buffer(out: torch.Tensor) -> torch.Tensor:
+    """Where a kernel stores out's values: out itself, except bf16 on CPU, where the interpreter's
+    fp32 -> bf16 store truncates (the GPU's rounds to nearest even): an fp32 twin, rounded into
+    out by round_into, so interpreted results carry the GPU's rounding."""
+    if out.device.type == "cpu" and out.dtype == torch.bfloat16:
+        return torch.empty(out.shape, dtype=torch.float32)
+    return out
+
+
+def round_into(out: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    if buf is not out:
+        out.copy_(buf)
+    return out
+
+
 def split_k_target(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str,
                    split: int) -> torch.Tensor:
-    """What the kernel writes: the caller's (or a fresh) output, or with split K > 1 a zeroed fp32
-    buffer the splits add into (finish with split_k_result)."""
+    """What the kernel writes: the caller's (or a fresh) output or its store_buffer, or with split
+    K > 1 a zeroed fp32 buffer the splits add into (finish with split_k_result)."""
     if split > 1:
         return torch.zeros(shape, dtype=torch.float32, device=device)
-    return check_out(out, shape, dtype, device, what)
+    return store_buffer(check_out(out, shape, dtype, device, what))
 
 
 def split_k_result(acc: torch.Tensor, out: torch.Tensor | None, dtype: torch.dtype, what: str, split: int) -> torch.Tensor:
     """The result of a split_k_target launch, in `dtype` (written into `out` when given)."""
-    if split == 1:
+    if acc is out or (out is None and acc.dtype == dtype):
         return acc
-    out = check_out(out, tuple(acc.shape), dtype, acc.device, what)
-    out.copy_(acc)
-    return out
+    return round_into(check_out(out, tuple(acc.shape), dtype, acc.device, what), acc)

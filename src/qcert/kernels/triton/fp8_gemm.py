@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from . import _helpers as h
-from ._launch import check_out, device_facts, dot_in_fp32, kernel
+from ._launch import check_out, device_facts, dot_in_fp32, kernel, round_into, store_buffer
 from .act_quant import fp8_quant
 
 
@@ -210,12 +210,14 @@ def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_
         w = w.view(torch.uint8)
         a = a.view(torch.uint8) if w8a8 else a
     grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+    buf = store_buffer(c)
     if m:
         fp8_gemm_kernel.on(x.device)[grid](
-            a, w, ws, a_s, bias if bias is not None else ws, c,
-            m, n, k, a.stride(0), w.stride(0), c.stride(0),
+            a, w, ws, a_s, bias if bias is not None else ws, buf,
+            m, n, k, a.stride(0), w.stride(0), buf.stride(0),
             W8A8=w8a8, PER_CHANNEL=per_channel, HAS_BIAS=bias is not None, NATIVE=native,
             DOT_F32=dot_in_fp32(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm, ITERS=triton.cdiv(k, bk),
             num_warps=warps, num_stages=stages,
         )
+    round_into(c, buf)
     return out if out is not None else c.reshape(*lead, n)

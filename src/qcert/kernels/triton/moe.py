@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ..nvfp4 import moe_activation_scale
-from ._launch import check_out, kernel
+from ._launch import check_out, kernel, round_into, store_buffer
 from . import fp4_gemv_mma
 from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
@@ -102,20 +102,22 @@ def silu_mul(gu: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[rows, 2I] gate|up (fp32) -> SiLU(gate) * up rounded to the model dtype, as engines materialise it."""
     rows, i = gu.shape[0], gu.shape[1] // 2
     act = torch.empty((rows, i), dtype=dtype, device=gu.device)
+    buf = store_buffer(act)  # rounded as on the GPU, so a W4A4 QDQ of act sees the GPU's values
     if rows:
-        silu_mul_kernel.on(gu.device)[(rows, triton.cdiv(i, _EW_BLOCK))](gu, act, i, gu.stride(0), act.stride(0),
+        silu_mul_kernel.on(gu.device)[(rows, triton.cdiv(i, _EW_BLOCK))](gu, buf, i, gu.stride(0), buf.stride(0),
                                                                           BLOCK=_EW_BLOCK)
-    return act
+    return round_into(act, buf)
 
 
 def combine(y: torch.Tensor, topk_weights: torch.Tensor, slot_row: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out[t] = sum_j topk_weights[t, j] * y[slot_row[t * k + j]] in fp32 (a row of -1 adds nothing)."""
     t, k = topk_weights.shape
     h = out.shape[1]
+    buf = store_buffer(out)
     if t:
-        combine_kernel.on(y.device)[(t, triton.cdiv(h, _EW_BLOCK))](y, topk_weights.contiguous(), slot_row, out, h,
-                                                                    y.stride(0), out.stride(0), K=k, BLOCK=_EW_BLOCK)
-    return out
+        combine_kernel.on(y.device)[(t, triton.cdiv(h, _EW_BLOCK))](y, topk_weights.contiguous(), slot_row, buf, h,
+                                                                    y.stride(0), buf.stride(0), K=k, BLOCK=_EW_BLOCK)
+    return round_into(out, buf)
 
 
 def mxfp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, act_qdq=False, out=None):
