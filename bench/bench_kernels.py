@@ -325,15 +325,20 @@ def main(argv=None) -> int:
     # BENCH_ONLY: a comma list of gemv, fp8, moe (quick device calls); BENCH_SWEEP=0: no GEMV config sweep
     only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
-    mx_rows, mx_sweep = gemv_rows("mxfp4", bw, configs=sweep) if "gemv" in only else ([], [])
-    nv_rows, nv_sweep = gemv_rows("nvfp4", bw, configs=sweep) if "gemv" in only else ([], [])
-    rows = mx_rows + nv_rows + (fp8_rows() if "fp8" in only else []) + (moe_rows(bw) if "moe" in only else [])
-    for r in rows:
-        lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
-        print(lines[-1], flush=True)
+    groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
+              ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), []))]
+    sweeps = []
+    for name, run in groups:
+        if name not in only:
+            continue
+        rows, group_sweep = run()
+        sweeps += group_sweep
+        for r in rows:  # printed as each group finishes, so a call cut short keeps what it measured
+            lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
+            print(lines[-1], flush=True)
     lines += ["", "FP4 GEMV kernel configs (tensor-core kernel: rows, k_warps, chunks per step, split_k), N = K = 8192:", "",
               "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
-    for kind, m, cfg, t, note in mx_sweep + nv_sweep:
+    for kind, m, cfg, t, note in sweeps:
         lines.append(f"| {kind} | {m} | {cfg} | {t:.1f} | {note} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -13,6 +13,7 @@ out="${OUT:-out/device}"
 mkdir -p "$out"
 log="$out/log"
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3 | tee -a "$log"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}  # in case the image's setuptools maps the editable src layout badly
 if [ -f .carry/fi/site.tar.xz ]; then
   mkdir -p /tmp/fi && tar -C /tmp/fi -xJf .carry/fi/site.tar.xz && export PYTHONPATH=/tmp/fi${PYTHONPATH:+:$PYTHONPATH}
 fi
