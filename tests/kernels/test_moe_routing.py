@@ -113,13 +113,15 @@ def test_triton_moe_replays_in_a_cuda_graph():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
-@pytest.mark.parametrize("kind,act_qdq", [("mxfp4", False), ("mxfp4", True), ("nvfp4", False)])
+@pytest.mark.parametrize("kind,act_qdq", [("mxfp4", False), ("mxfp4", True), ("nvfp4", False), ("nvfp4", True)])
 def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch):
     """Decode-sized MoE (T * k <= 64, bf16): both grouped GEMMs on the tensor-core GEMV, 8-row blocks
     with gathered rows, unused blocks, and a ragged K (H = 320, I = 160: 2.5 and 1.25 steps of 128);
-    equal to the reference, and to the general grouped kernel."""
+    equal to the reference, and to the general grouped kernel. NVFP4 W4A4 takes its activations
+    unscaled (bf16) with the global scale folded into the GEMMs' column scales."""
     from qcert.kernels import ops as ref
     from qcert.kernels.mxfp4 import quantize_mxfp4
+    from qcert.kernels import nvfp4
     from qcert.kernels.nvfp4 import quantize_nvfp4
     from qcert.kernels.tolerances import assert_close_rel
 
@@ -136,10 +138,17 @@ def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch
         want = ref.mxfp4_moe(x, w13p, w13s, w2p, w2s, tw, ids, act_qdq=act_qdq)
     else:
         (w13p, w13s, a2), (w2p, w2s, b2) = quantize_nvfp4(w13), quantize_nvfp4(w2)
-        run = lambda: moe.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids)  # noqa: E731
-        want = ref.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids)
-    assert moe._decode_gemv(x, t * k, moe.mxfp4_qdq if act_qdq else None, moe.mxfp4_qdq if act_qdq else None)
+        scales = (None, None)
+        if act_qdq:  # W4A4: input scales as calibration sets them, amax / (6 * 448), over all experts
+            gu = torch.einsum("th,enh->ten", x.float(), nvfp4.dequantize_nvfp4(w13p, w13s, a2))
+            mid = torch.nn.functional.silu(gu[..., :i]) * gu[..., i:]
+            scales = (x.float().abs().amax() / 2688, mid.abs().amax() / 2688)
+        run = lambda: moe.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids, *scales)  # noqa: E731
+        want = ref.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids, *scales)
+    monkeypatch.setattr(moe, "NVFP4_W4A4_ON_GEMV", True)
+    assert moe._decode_gemv(x, t * k)
     got = run()
-    assert_close_rel(got, want, "bf16")
+    fmt = "nvfp4" if kind == "nvfp4" and act_qdq else "bf16"  # activation code flips (tolerances.py)
+    assert_close_rel(got, want, fmt)
     monkeypatch.setattr(moe, "_decode_gemv", lambda *a: False)
-    assert_close_rel(got, run(), "bf16")
+    assert_close_rel(got, run(), fmt)

@@ -225,6 +225,9 @@ GPU_CASES = {
     "nvfp4_moe": (nvfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
         ("w4a4", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, input_scale=True)),
+        # T * k <= 64: decode-sized (triton: the tensor-core GEMV's grouped mode)
+        ("w4a16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
+        ("w4a4-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, input_scale=True)),
     ]),
 }
 

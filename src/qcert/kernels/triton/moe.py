@@ -30,11 +30,39 @@ def _block_m(rows: int, device: torch.device, gemv: bool) -> int:
     return 8 if gemv else (16 if device.type == "cpu" or rows <= DECODE_ROWS else 64)
 
 
-def _decode_gemv(x: torch.Tensor, rows: int, qdq_in, qdq_mid) -> bool:
-    """Decode-sized MoE whose GEMM inputs are bf16 on an NVIDIA GPU: both grouped GEMMs on the
-    tensor-core GEMV (fp4_gemv_mma), 8-row blocks. MXFP4 QDQ outputs (e2m1 * 2^k) are exact in bf16;
-    NVFP4 QDQ outputs (times an fp32 global scale) are not, so they keep the general kernel."""
-    return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x) and qdq_in in (None, mxfp4_qdq) and qdq_mid in (None, mxfp4_qdq)
+class Nvfp4Act:
+    """NVFP4 W4A4 activation QDQ with one global scale s for all experts. The GEMMs take it unscaled
+    (code * block scale: at most 6 significant bits, exact in bf16) with s folded into their per-column
+    scale g, so its input is bf16 like MXFP4's QDQ (e2m1 * 2^k) and the tensor-core GEMV can run it."""
+
+    def __init__(self, s: torch.Tensor):
+        self.s = s
+
+    def __call__(self, a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # g is _per_expert's [E, N] view with stride 0 along N: scale its column, keep the view
+        return nvfp4_qdq(a, self.s, unscaled=True), (g[:, :1] * self.s).expand_as(g)
+
+
+def _gemm_input(a: torch.Tensor, g, qdq):
+    """The grouped GEMM's input and per-column scale after the activation QDQ (None: none)."""
+    if qdq is None:
+        return a, g
+    if isinstance(qdq, Nvfp4Act):
+        return qdq(a, g)
+    return qdq(a), g
+
+
+# NVFP4 W4A4 on the tensor-core GEMV: written and covered by the GPU unit test (which turns this on),
+# off by default until a hardware run has passed with it; until then that MoE takes the general kernel.
+NVFP4_W4A4_ON_GEMV = False
+
+
+def _decode_gemv(x: torch.Tensor, rows: int, qdq_in=None, qdq_mid=None) -> bool:
+    """Decode-sized MoE on an NVIDIA GPU with bf16 activations: both grouped GEMMs on the tensor-core
+    GEMV (fp4_gemv_mma), 8-row blocks. Every activation QDQ here yields values exact in bf16."""
+    if not NVFP4_W4A4_ON_GEMV and (isinstance(qdq_in, Nvfp4Act) or isinstance(qdq_mid, Nvfp4Act)):
+        return False
+    return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x)
 
 
 def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool) -> torch.Tensor:
@@ -61,11 +89,9 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
     rows = t * topk_ids.shape[1]
     gemv = _decode_gemv(x, rows, qdq_in, qdq_mid)
     r = align_routing(topk_ids, e_count, _block_m(rows, x.device, gemv))
-    a = qdq_in(x) if qdq_in is not None else x
+    a, g13 = _gemm_input(x, g13, qdq_in)
     gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv)
-    act = silu_mul(gu, x.dtype)
-    if qdq_mid is not None:
-        act = qdq_mid(act)
+    act, g2 = _gemm_input(silu_mul(gu, x.dtype), g2, qdq_mid)
     y = _grouped_gemm(act, w2, w2_scale, scale_kind, r, g2, None, gemv)
     return combine(y, topk_weights, r.slot_row, out)
 
@@ -144,4 +170,4 @@ def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_wei
 def _nvfp4_act(scale, device):
     """W4A4 activation QDQ with ONE global scale for all experts (kernels/nvfp4.moe_activation_scale)."""
     s = moe_activation_scale(scale, device, "triton")
-    return None if s is None else (lambda a: nvfp4_qdq(a, s))
+    return None if s is None else Nvfp4Act(s)
