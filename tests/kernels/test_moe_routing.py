@@ -119,32 +119,19 @@ def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch
     with gathered rows, unused blocks, and a ragged K (H = 320, I = 160: 2.5 and 1.25 steps of 128);
     equal to the reference, and to the general grouped kernel. NVFP4 W4A4 takes its activations
     unscaled (bf16) with the global scale folded into the GEMMs' column scales."""
+    from qcert.conformance.cases import test_kernels as tk
     from qcert.kernels import ops as ref
-    from qcert.kernels.mxfp4 import quantize_mxfp4
-    from qcert.kernels import nvfp4
-    from qcert.kernels.nvfp4 import quantize_nvfp4
     from qcert.kernels.tolerances import assert_close_rel
 
     t, h, i, e, k = 5, 320, 160, 8, 4
-    gen = torch.Generator(device="cuda").manual_seed(3)
-    w13 = torch.randn(e, 2 * i, h, device="cuda", generator=gen)
-    w2 = torch.randn(e, h, i, device="cuda", generator=gen)
-    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16, generator=gen)
-    ids = torch.stack([torch.randperm(e, device="cuda", generator=gen)[:k] for _ in range(t)]).to(torch.int32)
-    tw = torch.softmax(torch.randn(t, k, device="cuda", generator=gen), -1)
+    shape = dict(t=t, h=h, i=i, e=e, k=k, dtype=torch.bfloat16)
     if kind == "mxfp4":
-        (w13p, w13s), (w2p, w2s) = quantize_mxfp4(w13), quantize_mxfp4(w2)
-        run = lambda: moe.mxfp4_moe(x, w13p, w13s, w2p, w2s, tw, ids, act_qdq=act_qdq)  # noqa: E731
-        want = ref.mxfp4_moe(x, w13p, w13s, w2p, w2s, tw, ids, act_qdq=act_qdq)
-    else:
-        (w13p, w13s, a2), (w2p, w2s, b2) = quantize_nvfp4(w13), quantize_nvfp4(w2)
-        scales = (None, None)
-        if act_qdq:  # W4A4: input scales as calibration sets them, amax / (6 * 448), over all experts
-            gu = torch.einsum("th,enh->ten", x.float(), nvfp4.dequantize_nvfp4(w13p, w13s, a2))
-            mid = torch.nn.functional.silu(gu[..., :i]) * gu[..., i:]
-            scales = (x.float().abs().amax() / 2688, mid.abs().amax() / 2688)
-        run = lambda: moe.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids, *scales)  # noqa: E731
-        want = ref.nvfp4_moe(x, w13p, w13s, a2, w2p, w2s, b2, tw, ids, *scales)
+        args, kw, _ = tk.mxfp4_moe_inputs(tk._gen(3, "cuda"), "cuda", **shape, act_qdq=act_qdq)
+    else:  # W4A4: the case's input scales, calibrated on these inputs over all experts
+        args, kw, _ = tk.nvfp4_moe_inputs(tk._gen(3, "cuda"), "cuda", **shape, input_scale=act_qdq)
+    x = args[0]
+    run = lambda: getattr(moe, f"{kind}_moe")(*args, **kw)  # noqa: E731
+    want = getattr(ref, f"{kind}_moe")(*args, **kw)
     monkeypatch.setattr(moe, "NVFP4_W4A4_ON_GEMV", True)
     assert moe._decode_gemv(x, t * k)
     got = run()
