@@ -282,15 +282,43 @@ def moe_rows(bw: float, shapes=(("mxfp4", 1, 2880, 2880, 32, 4), ("mxfp4", 16, 2
                                 ("nvfp4-w4a4", 16, 2880, 2880, 32, 4), ("mxfp4", 512, 2880, 2880, 32, 4))):
     """FP4 MoE, eager and in a CUDA graph; roofline: the touched experts' weight and scale bytes
     over copy bandwidth. Decode sizes also time the general grouped kernel (what they ran before
-    the tensor-core GEMV took them) in a graph. NVFP4 W4A4 decode is timed on the GEMV route even
-    while moe.NVFP4_W4A4_ON_GEMV keeps it off by default."""
-    rows, default = [], tmoe.NVFP4_W4A4_ON_GEMV
-    tmoe.NVFP4_W4A4_ON_GEMV = True
+    the tensor-core GEMV took them) in a graph."""
+    return [_moe_row(bw, *shape) for shape in shapes]
+
+
+# Prefill MoE tile configs for the sweep: (block_m, BLOCK_N, BLOCK_K, num_warps, num_stages); the
+# first is what moe.py / fp4_gemm pick by themselves.
+PREFILL_CONFIGS = ((64, 128, 64, 8, 3), (64, 128, 128, 8, 3), (64, 128, 128, 4, 3), (64, 64, 128, 4, 4),
+                   (64, 256, 64, 8, 3), (64, 128, 256, 8, 2), (128, 128, 64, 8, 3), (128, 128, 128, 8, 3),
+                   (128, 256, 64, 8, 3), (32, 128, 128, 4, 3))
+
+
+def moe_sweep_rows(bw: float, kind="mxfp4", t=512, h=2880, i=2880, e=32, k=4):
+    """Prefill MoE on the general grouped kernel under each PREFILL_CONFIGS entry, in a CUDA graph;
+    achieved TFLOP/s over the T * k rows' work, error against the default config's output."""
+    op, args, kw = _moe_inputs(kind, t, h, i, e, k)
+    fn = getattr(tops, op)
+    want = fn(*args, **kw)
+    flops = 2 * t * k * h * 3 * i
+    rows, real_config, real_block_m = [], fg._config, tmoe._block_m
     try:
-        for shape in shapes:
-            rows.append(_moe_row(bw, *shape))
+        for bm, bn, bk, warps, stages in PREFILL_CONFIGS:
+            fg._config = lambda *_: (bm, bn, bk, 1, warps, stages)
+            tmoe._block_m = lambda *_: bm
+            name = f"{kind} MoE T={t} H={h} I={i} E={e} k={k}, block_m={bm} BLOCK_N={bn} BLOCK_K={bk} warps={warps} stages={stages}"
+            try:
+                err = _rel(fn(*args, **kw), want)
+                tg = graph_us([lambda: fn(*args, **kw)], repeat=2)
+            except Exception as ex:  # e.g. out of shared memory: a row that says so
+                rows.append((name, float("nan"), f"failed: {type(ex).__name__}: {str(ex)[:80]}", "", "", ""))
+                print(table_row(rows[-1]), flush=True)
+                continue
+            base = rows[0][1] if rows else tg  # the first config is the default
+            rows.append((name, tg, f"{flops / (tg * 1e-6) / 1e12:.0f} TFLOP/s", "",
+                         f"default config {base:.0f} us ({base / tg:.2f}x)", f"{err:.1e} vs default"))
+            print(table_row(rows[-1]), flush=True)  # a call cut short keeps the configs it timed
     finally:
-        tmoe.NVFP4_W4A4_ON_GEMV = default
+        fg._config, tmoe._block_m = real_config, real_block_m
     return rows
 
 
@@ -316,6 +344,10 @@ def _moe_row(bw: float, kind: str, t, h, i, e, k):
             f"{base}torch reference {tr:.0f} us", f"{err:.1e}")
 
 
+def table_row(r) -> str:
+    return f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", help="write the Markdown table here")
@@ -331,11 +363,13 @@ def main(argv=None) -> int:
              f"ceilings measured in this run: d2d copy {bw / 1e12:.2f} TB/s (read+write); bf16 matmul 4096^3 {tf:.0f} TFLOP/s\n",
              "| what | time (us, median; GEMV rows: CUDA-graph replay) | achieved | roofline | baseline (same run) | rel. err vs ref |",
              "| --- | ---: | --- | --- | --- | --- |"]
-    # BENCH_ONLY: a comma list of gemv, fp8, moe (quick device calls); BENCH_SWEEP=0: no GEMV config sweep
+    # BENCH_ONLY: a comma list of gemv, fp8, moe, moe_sweep (quick device calls; the last is not in the
+    # default set); BENCH_SWEEP=0: no GEMV config sweep
     only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
     groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
-              ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), []))]
+              ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), [])),
+              ("moe_sweep", lambda: (moe_sweep_rows(bw), []))]
     sweeps = []
     for name, run in groups:
         if name not in only:
@@ -343,7 +377,7 @@ def main(argv=None) -> int:
         rows, group_sweep = run()
         sweeps += group_sweep
         for r in rows:  # printed as each group finishes, so a call cut short keeps what it measured
-            lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
+            lines.append(table_row(r))
             print(lines[-1], flush=True)
     lines += ["", "FP4 GEMV kernel configs (tensor-core kernel: rows, k_warps, chunks per step, split_k), N = K = 8192:", "",
               "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]

@@ -4,6 +4,7 @@
 #   tests: the GPU-only kernel unit tests: tensor-core GEMV (plain and tile layout), compiled MoE
 #          routing, MoE in a CUDA graph (interpreted ones
 #          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
+#   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
 # wheels); it is unpacked onto PYTHONPATH when present.
@@ -31,6 +32,7 @@ for stage in "$@"; do
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
     tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_moe_routing.py -q \
              -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
+    moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
   esac
   echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -5,12 +5,19 @@ instructions in its main loop, per weight: the cheapest measure of a decode chan
   python bench/sass_count.py --m 16 --kind nvfp4 --cfg 2,8,2,1
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
+  python bench/sass_count.py --gemm 64,128,64,8,3 --kind mxfp4          # the general kernel (fp4_gemm)
 
 --cfg is (rows, k_warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
-num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. Uses the local
-triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's: compare variants
-with each other, and confirm on the device. Pointer arguments are marked 16-byte aligned and
-strides divisible by 16, as the JIT specializes them at N = K = 8192.
+num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. --gemm (BLOCK_M, BLOCK_N,
+BLOCK_K, num_warps, num_stages) compiles fp4_gemm's kernel as the prefill MoE runs it (gathered
+rows, per-block experts, bf16 in, K = 2880) and also counts barriers and shared-memory traffic.
+The tensor-core kernel's lane-layout guard (fp4_gemv_mma.check_lanes) runs on each compile.
+
+Uses the local triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's:
+compare variants with each other, and confirm on the device. The device image's triton (3.6) works
+here too: unpack its wheel (`pip download --no-deps --only-binary=:all: triton==3.6.0`) and put it
+first on PYTHONPATH. Pointer arguments are marked 16-byte aligned and strides divisible by 16, as
+the JIT specializes them at N = K = 8192.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
 
@@ -74,8 +82,12 @@ def main(argv=None) -> int:
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
     p.add_argument("--cfg", type=gemv_cfg, default=(1, 8, 1, 1))
     p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles (tensor-core kernel)")
+    p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
+                   help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
+    if a.gemm:
+        return gemm_counts(a.kind, kind, *a.gemm)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True)
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
@@ -94,10 +106,27 @@ def main(argv=None) -> int:
     else:
         p.error("a five-number --cfg is the M = 1 CUDA-core kernel; M >= 2 counts the tensor-core kernel")
     compiled = compile_sm90(kernel, types, const, div16, warps, stages)
+    if kernel is fvm._fp4_gemv_mma:
+        fvm.check_lanes(compiled, warps)  # the guard the GPU launch runs: raises if the lanes are wrong
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
         top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))
         print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
+    return 0
+
+
+def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, k: int = 2880) -> int:
+    types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*u8", "s_ptr": "*u8", "g_ptr": "*fp32",
+             "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
+    const = dict(SCALE_KIND=kind, HAS_GATHER=True, HAS_EXPERT=True, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
+                 ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=False, stride_ak=1)
+    div16 = ["stride_am", "stride_we", "stride_wn", "stride_se", "stride_sn", "stride_cm", "K", "N"]
+    compiled = compile_sm90(fg.fp4_gemm_kernel, types, const, div16, warps, stages)
+    for counts in loops(sass_of(compiled)):
+        total = sum(counts.values())
+        mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "LDG", "HGMMA"))
+        print(f"{name} fp4_gemm {bm}x{bn}x{bk}, {warps} warps: loop {total} instructions "
+              f"= {total * 32 * warps / (bn * bk):.2f} per weight; {mem}")
     return 0
 
 
