@@ -132,7 +132,6 @@ def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch
     x = args[0]
     run = lambda: getattr(moe, f"{kind}_moe")(*args, **kw)  # noqa: E731
     want = getattr(ref, f"{kind}_moe")(*args, **kw)
-    monkeypatch.setattr(moe, "NVFP4_W4A4_ON_GEMV", True)
     assert moe._decode_gemv(x, t * k)
     got = run()
     fmt = "nvfp4" if kind == "nvfp4" and act_qdq else "bf16"  # activation code flips (tolerances.py)

@@ -1,11 +1,13 @@
 """Activation quantization kernels, run before a W4A4 / W8A8 GEMM (as serving engines do).
 
 - mxfp4_qdq: dynamic MXFP4 quantize-dequantize along K, Quark's "even" scale rule, NaN blocks stay
-  NaN (scale 0xFF). Output float32 (the QDQ'd values are exact there).
+  NaN (scale 0xFF). Output bf16: e2m1 * 2^k is exact there (bf16 has fp32's exponent range).
 - nvfp4_qdq: NVFP4 with a static global scale s2 (ModelOpt input_scale): e4m3 block scale
-  sat(amax/6/s2), codes of x/(scale*s2), value code*scale*s2. Output float32; or, unscaled,
-  code*scale in bf16 (exact) for a GEMM that multiplies by s2 in its epilogue.
+  sat(amax/6/s2), codes of x/(scale*s2), NaN blocks stay NaN. Output code*scale, without s2, in bf16 (exact: at most 6
+  significant bits); the GEMM multiplies by s2 in its epilogue.
 - fp8_quant: static per-tensor e4m3 quantization x/s, saturating at +-448. Output float8_e4m3fn.
+
+The FP4 QDQs give bf16 so that a decode-sized GEMM on NVIDIA can take the tensor-core GEMV.
 
 Divisions use div_rn (IEEE round-to-nearest) so the codes match the torch reference exactly.
 """
@@ -41,10 +43,10 @@ def _mxfp4_qdq(x_ptr, y_ptr, numel, NB: tl.constexpr,
     v = FP4_TO_F32(E2M1_CODE(a * inv[:, None])) * scl[:, None]
     v = tl.where(x < 0, -v, v)
     v = tl.where(has_nan[:, None] > 0, float("nan"), v)
-    tl.store(y_ptr + offs, v, mask=ok)
+    tl.store(y_ptr + offs, v.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr, UNSCALED: tl.constexpr,
+def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr,
                MAX: tl.constexpr, E2M1_CODE: tl.constexpr, FP4_TO_F32: tl.constexpr, E4M3_ROUND: tl.constexpr):
     # x is contiguous and K % 16 == 0: view it as [numel // 16, 16] blocks
     blk = tl.program_id(0).to(tl.int64) * NB + tl.arange(0, NB)
@@ -52,6 +54,7 @@ def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr, UNSCALED: tl.const
     ok = offs < numel
     x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     s2 = tl.load(s2_ptr)
+    has_nan = MAX(tl.where(x != x, 1, 0))  # a NaN makes its block's scale NaN (as the reference)
     amax = MAX(tl.abs(x))
     raw = tl.math.div_rn(tl.math.div_rn(amax, 6.0), s2)
     bs = E4M3_ROUND(tl.minimum(tl.maximum(raw, 0.0), 448.0))
@@ -60,10 +63,8 @@ def _nvfp4_qdq(x_ptr, y_ptr, s2_ptr, numel, NB: tl.constexpr, UNSCALED: tl.const
     code = E2M1_CODE(tl.abs(tl.math.div_rn(x, safe[:, None])))
     code = tl.where(step[:, None] > 0, code, 0)
     v = FP4_TO_F32(code) * bs[:, None]
-    if not UNSCALED:
-        v = v * s2
     v = tl.where(x < 0, -v, v)
-    v = tl.where(x != x, float("nan"), v)
+    v = tl.where(has_nan[:, None] > 0, float("nan"), v)
     tl.store(y_ptr + offs, v.to(y_ptr.dtype.element_ty), mask=ok)
 
 
@@ -88,12 +89,12 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def mxfp4_qdq(x: torch.Tensor) -> torch.Tensor:
-    """[..., K] (K % 32 == 0) -> float32 [rows, K]."""
+    """[..., K] (K % 32 == 0) -> bf16 [rows, K]."""
     x2 = _rows(x)
     r, k = x2.shape
     if k % 32:
         raise ValueError(f"mxfp4_qdq: K={k} is not a multiple of 32")
-    y = torch.empty((r, k), dtype=torch.float32, device=x.device)
+    y = torch.empty((r, k), dtype=torch.bfloat16, device=x.device)
     nb = 64
     if r:
         x2 = x2.contiguous()
@@ -101,21 +102,19 @@ def mxfp4_qdq(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def nvfp4_qdq(x: torch.Tensor, s2: torch.Tensor, unscaled: bool = False) -> torch.Tensor:
-    """[..., K] (K % 16 == 0), s2 scalar tensor -> float32 [rows, K]. unscaled: code * block scale
-    without the global s2, as bf16 (exact: at most 6 significant bits), for GEMMs that take s2 in
-    their epilogue instead."""
+def nvfp4_qdq(x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """[..., K] (K % 16 == 0), s2 scalar tensor -> bf16 [rows, K] code * block scale; times s2 it is
+    the QDQ (kernels/nvfp4.qdq_nvfp4)."""
     x2 = _rows(x)
     r, k = x2.shape
     if k % 16:
         raise ValueError(f"nvfp4_qdq: K={k} is not a multiple of 16")
     s2 = torch.as_tensor(s2, dtype=torch.float32, device=x.device).reshape(1)
-    y = torch.empty((r, k), dtype=torch.bfloat16 if unscaled else torch.float32, device=x.device)
+    y = torch.empty((r, k), dtype=torch.bfloat16, device=x.device)
     nb = 128
     if r:
         x2 = x2.contiguous()
-        nvfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 16, nb),)](x2, y, s2, x2.numel(), NB=nb,
-                                                                             UNSCALED=unscaled)
+        nvfp4_qdq_kernel.on(x.device)[(triton.cdiv(x2.numel() // 16, nb),)](x2, y, s2, x2.numel(), NB=nb)
     return y
 
 

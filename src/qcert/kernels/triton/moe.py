@@ -40,7 +40,7 @@ class Nvfp4Act:
 
     def __call__(self, a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # g is _per_expert's [E, N] view with stride 0 along N: scale its column, keep the view
-        return nvfp4_qdq(a, self.s, unscaled=True), (g[:, :1] * self.s).expand_as(g)
+        return nvfp4_qdq(a, self.s), (g[:, :1] * self.s).expand_as(g)
 
 
 def _gemm_input(a: torch.Tensor, g, qdq):
@@ -52,23 +52,16 @@ def _gemm_input(a: torch.Tensor, g, qdq):
     return qdq(a), g
 
 
-# NVFP4 W4A4 on the tensor-core GEMV: written and covered by the GPU unit test (which turns this on),
-# off by default until a hardware run has passed with it; until then that MoE takes the general kernel.
-NVFP4_W4A4_ON_GEMV = False
-
-
-def _decode_gemv(x: torch.Tensor, rows: int, qdq_in=None, qdq_mid=None) -> bool:
+def _decode_gemv(x: torch.Tensor, rows: int) -> bool:
     """Decode-sized MoE on an NVIDIA GPU with bf16 activations: both grouped GEMMs on the tensor-core
-    GEMV (fp4_gemv_mma), 8-row blocks. Every activation QDQ here yields values exact in bf16."""
-    if not NVFP4_W4A4_ON_GEMV and (isinstance(qdq_in, Nvfp4Act) or isinstance(qdq_mid, Nvfp4Act)):
-        return False
+    GEMV (fp4_gemv_mma), 8-row blocks. The activation QDQs give bf16 too (act_quant.py)."""
     return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x)
 
 
 def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool) -> torch.Tensor:
     """[rows of the routing, N] fp32: each M-block of a (gathered through a_rows) times its expert."""
     if gemv:
-        return fp4_gemv_mma.fp4_gemv_mma(a.to(torch.bfloat16), fp4_gemv_mma.as_words(w), scales.view(torch.uint8),
+        return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w), scales.view(torch.uint8),
                                          scale_kind, g, None, None, torch.float32, a_rows=a_rows,
                                          block_expert=r.block_expert, block_m=r.block_m)
     return fp4_gemm(a, w, scales, scale_kind, m=r.token.numel(), a_rows=a_rows, block_expert=r.block_expert,
@@ -87,7 +80,7 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
     e_count = w13.shape[0]
     out = check_out(out, (t, h), x.dtype, x.device, "fp4_moe")
     rows = t * topk_ids.shape[1]
-    gemv = _decode_gemv(x, rows, qdq_in, qdq_mid)
+    gemv = _decode_gemv(x, rows)
     r = align_routing(topk_ids, e_count, _block_m(rows, x.device, gemv))
     a, g13 = _gemm_input(x, g13, qdq_in)
     gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv)

@@ -30,8 +30,6 @@ def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=Non
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
     a = mxfp4_qdq(x2) if act_qdq else x2
-    if act_qdq and tiled:
-        a = a.to(torch.bfloat16)  # exact (e2m1 times a power of two): the tensor-core GEMV takes bf16
     y = fp4_gemm(a, w_packed, w_scale, E8M0, bias=bias, out_dtype=x.dtype, out=_linear_out(x, n, out, "mxfp4_linear"),
                  tiled=tiled)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
@@ -43,16 +41,10 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
     g = torch.as_tensor(w_scale_2, dtype=torch.float32, device=x.device).reshape(-1)
     if g.numel() not in (1, n):
         raise ValueError(f"nvfp4_linear: w_scale_2 has {g.numel()} values for N={n} rows")
-    if input_scale is None:
-        a = x2
-    elif tiled:
-        # W4A4 in bf16, so decode runs on the tensor-core GEMV: code * block scale is exact in bf16
-        # and the activations' global scale joins the weights' in g (the same sums for any kernel;
-        # on the tile backend only until it has run on a GPU: the plain one keeps the fp32 path)
-        a = nvfp4_qdq(x2, input_scale, unscaled=True)
-        g = g * torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(())
-    else:
+    a = x2
+    if input_scale is not None:  # W4A4: code * block scale; the activations' global scale joins g
         a = nvfp4_qdq(x2, input_scale)
+        g = g * torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(())
     y = fp4_gemm(a, w_packed, w_block_scale, E4M3, g=g.expand(n).reshape(1, n), bias=bias, out_dtype=x.dtype,
                  out=_linear_out(x, n, out, "nvfp4_linear"), tiled=tiled)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
