@@ -7,8 +7,11 @@ G = 32 e8m0 bytes (MXFP4) or G = 16 float8_e4m3fn (NVFP4); g is NVFP4's fp32 sec
 Linear layers are E = 1 without a row gather; the MoE grouped GEMM gathers A's rows through sorted
 token indices and takes each M-block's expert from `block_expert` (see moe.py).
 
-Instead of interleaving the two nibbles of a byte back into K order, the kernel splits A into its
-even and odd columns: low nibbles multiply A[:, 0::2], high nibbles A[:, 1::2], two dots per step.
+A byte's two codes are decoded side by side and joined back into K order (tl.join + reshape), so A
+is read in plain [BLOCK_M, BLOCK_K] tiles and each step is one dot. (Splitting A into its even and
+odd columns instead, two dots per step, sent both halves through shared memory: with triton 3.6
+for sm_90 at the prefill MoE's 64x128x64 tiles, 34 barriers and 749 instructions per step; joined,
+4 and 618. bench/sass_count.py --gemm.)
 Split-K (grid axis 2) accumulates with fp32 atomics into a zeroed fp32 buffer.
 """
 
@@ -85,14 +88,11 @@ def _fp4_gemm(
     if live:  # a padding-only block skips the K loop (one branch on a scalar)
         for it in range(ITERS):
             k0 = k_lo + it * BLOCK_K
-            kb = k0 // 2 + offs_b  # byte index along K//2
-            b_ok = kb < half_k
-            # activations: even and odd columns
-            a_mask = m_ok[:, None] & b_ok[None, :]
-            a_even = tl.load(a_row_ptr + (2 * kb)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
-            a_odd = tl.load(a_row_ptr + (2 * kb + 1)[None, :] * stride_ak, mask=a_mask, other=0.0).to(tl.float32)
+            kk = k0 + tl.arange(0, BLOCK_K)
+            a = tl.load(a_row_ptr + kk[None, :] * stride_ak, mask=m_ok[:, None] & (kk < K)[None, :], other=0.0)
             # weights: one byte = two codes
-            w_mask = n_ok[:, None] & b_ok[None, :]
+            kb = k0 // 2 + offs_b  # byte index along K//2
+            w_mask = n_ok[:, None] & (kb < half_k)[None, :]
             w_col = kb // 64 * 1024 + (kb % 64) // 16 * 16 + kb % 16 if TILED else kb
             byte = tl.load(w_base + w_col[None, :], mask=w_mask, other=0).to(tl.int32)
             # one scale per GROUP elements, broadcast over its bytes through a reshape
@@ -103,16 +103,16 @@ def _fp4_gemm(
                 scale = E8M0_TO_F32(s_raw.to(tl.int32))
             else:
                 scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-            w_lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                              (BLOCK_N, BYTES))
-            w_hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                              (BLOCK_N, BYTES))
+            lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                            (BLOCK_N, BYTES))
+            hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                            (BLOCK_N, BYTES))
+            # low nibble = element 2j, high = 2j + 1: joined along a last axis, K order again
+            w = tl.reshape(tl.join(lo, hi), (BLOCK_N, BLOCK_K))
             if DOT_F32:
-                acc = tl.dot(a_even, tl.trans(w_lo), acc, input_precision="ieee")
-                acc = tl.dot(a_odd, tl.trans(w_hi), acc, input_precision="ieee")
+                acc = tl.dot(a.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
             else:
-                acc = tl.dot(a_even.to(tl.bfloat16), tl.trans(w_lo.to(tl.bfloat16)), acc)
-                acc = tl.dot(a_odd.to(tl.bfloat16), tl.trans(w_hi.to(tl.bfloat16)), acc)
+                acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
 
     if HAS_G:
         g = tl.load(g_ptr + e * stride_ge + offs_n, mask=n_ok, other=0.0)
