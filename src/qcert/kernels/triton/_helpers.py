@@ -62,11 +62,12 @@ def cumsum_interpreted(x):
 
 
 def fp4_to_f32(code):
-    """e2m1 code (int32, 0..15) -> float32. Magnitudes 2..7 are (e, m) = (c>>1, c&1) with value
-    2^(e-1)(1 + m/2), exponent field e+126; magnitudes 0 and 1 are 0 and 0.5; bit 3 is the sign."""
-    mag = code & 7
-    bits = tl.where(mag >= 2, (mag << 22) + (126 << 23), tl.where(mag == 1, 126 << 23, 0))
-    return (bits | ((code & 8) << 28)).to(tl.float32, bitcast=True)
+    """e2m1 code (int32, 0..15) -> float32, exact. Its magnitude bits (e1 e0 m) placed as float32
+    exponent and mantissa bits (bits 24..22) are the value times 2^-126 (2^(e-127)(1 + m/2), and
+    the subnormal 2^-127 for code 1, as in ptx_e2m1_bf16x2), so one multiply by 2^126 finishes it
+    (PTX mul.f32 keeps subnormals); bit 3 is the sign."""
+    bits = ((code & 7) << 22) | ((code & 8) << 28)
+    return bits.to(tl.float32, bitcast=True) * 8.507059173023462e37  # 2^126
 
 
 def e8m0_to_f32(u):
