@@ -120,11 +120,12 @@ def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, sta
              "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=True, HAS_EXPERT=True, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
                  ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=False, stride_ak=1)
-    div16 = ["stride_am", "stride_we", "stride_wn", "stride_se", "stride_sn", "stride_cm", "K", "N"]
+    div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
+             "stride_we", "stride_wn", "stride_se", "stride_sn", "stride_cm", "K", "N"]  # as the JIT specializes them
     compiled = compile_sm90(fg.fp4_gemm_kernel, types, const, div16, warps, stages)
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
-        mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "LDG", "HGMMA"))
+        mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "LDG", "LDGSTS", "HGMMA"))
         print(f"{name} fp4_gemm {bm}x{bn}x{bk}, {warps} warps: loop {total} instructions "
               f"= {total * 32 * warps / (bn * bk):.2f} per weight; {mem}")
     return 0

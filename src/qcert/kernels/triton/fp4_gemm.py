@@ -10,8 +10,8 @@ token indices and takes each M-block's expert from `block_expert` (see moe.py).
 A byte's two codes are decoded side by side and joined back into K order (tl.join + reshape), so A
 is read in plain [BLOCK_M, BLOCK_K] tiles and each step is one dot. (Splitting A into its even and
 odd columns instead, two dots per step, sent both halves through shared memory: with triton 3.6
-for sm_90 at the prefill MoE's 64x128x64 tiles, 34 barriers and 749 instructions per step; joined,
-4 and 618. bench/sass_count.py --gemm.)
+for sm_90 at the prefill MoE's 64x128x64 tiles, 35 barriers per step; joined, 5. bench/sass_count.py
+--gemm, docs/kernels.md.)
 Split-K (grid axis 2) accumulates with fp32 atomics into a zeroed fp32 buffer.
 """
 
