@@ -93,8 +93,7 @@ def _tiles_available(ctx) -> "bool | str":
     return True
 
 
-# Priority 60: selected only when asked for by name (backends={"mxfp4_linear": "triton_tiles"}) until
-# its tensor-core path has run on a GPU; it is meant to become the preferred backend (priority
-# below BACKEND's 50) once the H100 benchmark and hardware run confirm it.
+# Preferred over BACKEND where available (bf16 on NVIDIA): the tile layout's GEMV is the faster one
+# (bench/results/h100-triton.md); elsewhere the plain layout and BACKEND stay.
 for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
-    register_backend(_op, TILES, _fn, _tiles_available, priority=60, layout="fp4_tiles")
+    register_backend(_op, TILES, _fn, _tiles_available, priority=45, layout="fp4_tiles")
