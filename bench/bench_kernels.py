@@ -309,13 +309,11 @@ def moe_sweep_rows(bw: float, kind="mxfp4", t=512, h=2880, i=2880, e=32, k=4):
             try:
                 err = _rel(fn(*args, **kw), want)
                 tg = graph_us([lambda: fn(*args, **kw)], repeat=2)
+                base = rows[0][1] if rows else tg  # the first config is the default
+                rows.append((name, tg, f"{flops / (tg * 1e-6) / 1e12:.0f} TFLOP/s", "",
+                             f"default config {base:.0f} us ({base / tg:.2f}x)", f"{err:.1e} vs default"))
             except Exception as ex:  # e.g. out of shared memory: a row that says so
                 rows.append((name, float("nan"), f"failed: {type(ex).__name__}: {str(ex)[:80]}", "", "", ""))
-                print(table_row(rows[-1]), flush=True)
-                continue
-            base = rows[0][1] if rows else tg  # the first config is the default
-            rows.append((name, tg, f"{flops / (tg * 1e-6) / 1e12:.0f} TFLOP/s", "",
-                         f"default config {base:.0f} us ({base / tg:.2f}x)", f"{err:.1e} vs default"))
             print(table_row(rows[-1]), flush=True)  # a call cut short keeps the configs it timed
     finally:
         fg._config, tmoe._block_m = real_config, real_block_m
@@ -379,8 +377,9 @@ def main(argv=None) -> int:
         for r in rows:  # printed as each group finishes, so a call cut short keeps what it measured
             lines.append(table_row(r))
             print(lines[-1], flush=True)
-    lines += ["", "FP4 GEMV kernel configs (tensor-core kernel: rows, k_warps, chunks per step, split_k), N = K = 8192:", "",
-              "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
+    if sweeps:  # only runs with the GEMV group and BENCH_SWEEP on have a config table
+        lines += ["", "FP4 GEMV kernel configs (tensor-core kernel: rows, k_warps, chunks per step, split_k), N = K = 8192:",
+                  "", "| format | M | config | us | weight bandwidth, rel. err |", "| --- | --- | --- | ---: | --- |"]
     for kind, m, cfg, t, note in sweeps:
         lines.append(f"| {kind} | {m} | {cfg} | {t:.1f} | {note} |")
     text = "\n".join(lines) + "\n"
