@@ -6,6 +6,7 @@ instructions in its main loop, per weight: the cheapest measure of a decode chan
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
   python bench/sass_count.py --gemm 64,128,64,8,3 --kind mxfp4          # the general kernel (fp4_gemm)
+  python bench/sass_count.py --gemm 128,128,64,8,3 --kind nvfp4 --tiled  # ... on layouts.fp4_tiles
 
 --cfg is (rows, k_warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
 num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. --gemm (BLOCK_M, BLOCK_N,
@@ -81,13 +82,14 @@ def main(argv=None) -> int:
     p.add_argument("--m", type=int, default=1)
     p.add_argument("--kind", choices=("mxfp4", "nvfp4"), default="mxfp4")
     p.add_argument("--cfg", type=gemv_cfg, default=(1, 8, 1, 1))
-    p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles (tensor-core kernel)")
+    p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles")
+    p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     if a.gemm:
-        return gemm_counts(a.kind, kind, *a.gemm)
+        return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True)
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
@@ -96,7 +98,7 @@ def main(argv=None) -> int:
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
-                     TILED=a.tiled, ITERS=K // split // (128 * chunks * warps))
+                     TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
@@ -115,18 +117,23 @@ def main(argv=None) -> int:
     return 0
 
 
-def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, k: int = 2880) -> int:
-    types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*u8", "s_ptr": "*u8", "g_ptr": "*fp32",
-             "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
-    const = dict(SCALE_KIND=kind, HAS_GATHER=True, HAS_EXPERT=True, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
-                 ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=False, stride_ak=1)
+def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, tiled: bool = False,
+                words: bool = False) -> int:
+    """The prefill MoE's launch (gathered rows, per-block experts, K = 2880; `words`: W in
+    layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192)."""
+    k = 8192 if tiled else 2880
+    types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
+             "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
+    const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
+                 ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
+                 WORDS=words, stride_ak=1)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
              "stride_we", "stride_wn", "stride_se", "stride_sn", "stride_cm", "K", "N"]  # as the JIT specializes them
     compiled = compile_sm90(fg.fp4_gemm_kernel, types, const, div16, warps, stages)
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
         mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "LDG", "LDGSTS", "HGMMA"))
-        print(f"{name} fp4_gemm {bm}x{bn}x{bk}, {warps} warps: loop {total} instructions "
+        print(f"{name} fp4_gemm{' tiled' if tiled else ''}{' words' if words else ''} {bm}x{bn}x{bk}, {warps} warps: loop {total} instructions "
               f"= {total * 32 * warps / (bn * bk):.2f} per weight; {mem}")
     return 0
 

@@ -182,7 +182,8 @@ def test_tile_layout_refuses_shapes_it_cannot_hold():
 @pytest.mark.parametrize("kind", ["mxfp4", "nvfp4"])
 def test_tile_layout_round_trips_and_places_each_byte_where_the_kernel_reads_it(kind):
     """layouts.fp4_tiles against the kernel's addressing written out per byte (block (tile, step) of
-    1 KB, half, lane 4g + c, 16 bytes; scales per lane, rows g then g + 8), and its inverse."""
+    1 KB, half, lane 4g + c, 16 bytes; scales per lane, rows g then g + 8; each word then under the
+    word map, undone here by its own inverse), and its inverse."""
     from qcert.kernels import layouts
 
     n, k = 32, 256
@@ -191,7 +192,7 @@ def test_tile_layout_round_trips_and_places_each_byte_where_the_kernel_reads_it(
     wp, ws = wp.view(torch.uint8), ws.view(torch.uint8)
     tw, ts = layouts.fp4_tiles(wp, ws)
     per, steps = ws.shape[1] * 32 // k, k // 128
-    flat_w, flat_s = tw.reshape(-1), ts.reshape(-1)
+    flat_w, flat_s = layouts._map_words(tw, True).reshape(-1), ts.reshape(-1)
     for row in range(n):
         t, half, g = row // 16, (row % 16) // 8, row % 8
         for kb in range(k // 2):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 moe = pytest.importorskip("qcert.kernels.triton.moe")
+from qcert.kernels import layouts  # noqa: E402
 from qcert.kernels.triton import moe_routing as mr  # noqa: E402
 
 SHAPES = [(5, 2, 8, 16), (64, 4, 32, 8), (3, 1, 40, 64), (0, 2, 4, 16), (16, 4, 256, 8), (1, 8, 384, 8),
@@ -136,5 +137,32 @@ def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch
     got = run()
     fmt = "nvfp4" if kind == "nvfp4" and act_qdq else "bf16"  # activation code flips (tolerances.py)
     assert_close_rel(got, want, fmt)
+    # the same weights in layouts.fp4_words: the word map's decode gives the same numbers
+    wargs = list(args)
+    for j in (1, 3) if kind == "mxfp4" else (1, 4):
+        wargs[j], wargs[j + 1] = layouts.fp4_words(args[j], args[j + 1])
+    run_words = lambda: getattr(moe, f"{kind}_moe")(*wargs, **kw, words=True)  # noqa: E731
+    assert torch.equal(run_words(), got)
     monkeypatch.setattr(moe, "_decode_gemv", lambda *a: False)
-    assert_close_rel(got, run(), fmt)
+    general = run()
+    assert_close_rel(got, general, fmt)
+    assert torch.equal(run_words(), general)
+
+
+@pytest.mark.parametrize("kind", ["mxfp4", "nvfp4"])
+def test_moe_on_word_mapped_weights_equals_the_plain_layout(kind):
+    """Both expert weights in layouts.fp4_words (words=True): the grouped GEMMs decode the word map
+    (interpreted here; the GPU test above covers the tensor-core GEMV) to the same numbers."""
+    from qcert.conformance.cases import test_kernels as tk
+
+    shape = dict(t=6, h=256, i=128, e=4, k=2, dtype=torch.bfloat16)
+    if kind == "mxfp4":
+        args, kw, _ = tk.mxfp4_moe_inputs(tk._gen(5, "cpu"), "cpu", **shape, act_qdq=False)
+    else:
+        args, kw, _ = tk.nvfp4_moe_inputs(tk._gen(5, "cpu"), "cpu", **shape)
+    wargs = list(args)
+    for j in (1, 3) if kind == "mxfp4" else (1, 4):
+        wargs[j], wargs[j + 1] = layouts.fp4_words(args[j], args[j + 1])
+        assert not torch.equal(wargs[j], args[j])
+    fn = getattr(moe, f"{kind}_moe")
+    assert torch.equal(fn(*wargs, **kw, words=True), fn(*args, **kw))

@@ -29,6 +29,9 @@ per 16 rows x 128 columns (a "block": one warp's mma step):
   One warp instruction then reads 512 contiguous bytes of weights and 64 or 128 of scales; the
   plain layout spreads it over 8 rows (an H100 load-only probe: 13 us against 17.5 us per
   N = K = 8192 MXFP4 matrix with the activation loads of M = 8; bench/results/h100-triton.md).
+  Inside each 4-byte word (8 codes, code j at bits 4j..4j+3 in the plain layout) the bits are then
+  mapped by a fixed linear map over GF(2) (TILE_WORD_DECODE) that lets the GEMV decode a pair of
+  codes in two integer instructions instead of four.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ __all__ = [
     "fp4_tiles",
     "fp4_tiles_inverse",
     "fp4_tiles_fit",
+    "fp4_words",
+    "fp4_words_inverse",
+    "tile_word_registers",
+    "TILE_WORD_DECODE",
+    "TILE_WORD_MASK",
     "interleave_block_scale_128x4",
     "interleave_block_scale_128x4_inverse",
     "interleave_gate_up",
@@ -281,8 +289,121 @@ def _permute(t: torch.Tensor, shape: tuple, perm: tuple, inverse: bool) -> torch
 
 def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     t, steps, per = _tile_dims(w, s, what)
-    return (_permute(w, (t, 2, 8, steps, 4, 16), _W_PERM, inverse),
-            _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse))
+    shape = (t, 2, 8, steps, 4, 16)
+    if inverse:
+        w_out = _permute(_like(_map_words(_bytes(w), True), w), shape, _W_PERM, True)
+    else:
+        w_out = _like(_map_words(_bytes(_permute(w, shape, _W_PERM, False)), False), w)
+    return w_out, _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse)
+
+
+# The word map. The GEMV decodes a word into 4 bf16x2 registers, register j holding codes j and
+# j + 4 as the bf16 bits of e2m1 * 2^-126: signs at bits 15 / 31, magnitudes (e1 e0 m) at 8..6 /
+# 24..22, all other bits 0 (TILE_WORD_MASK). Register j is (word << a) [^ (word << b)] & mask for
+# the (shift, rotate) terms of TILE_WORD_DECODE[j] (a negative shift is a logical right shift).
+# Stored words are the plain ones under the inverse of that linear map. One register needs two
+# terms: four translates of the mask's bits cannot cover a 32-bit word.
+TILE_WORD_MASK = 0x81C081C0
+TILE_WORD_DECODE = (((0, False),), ((4, False),), ((10, True),), ((-2, False), (6, False)))
+
+
+def _shifted(w: int, amount: int, rotate: bool) -> int:
+    if rotate:
+        return ((w << amount) | (w >> (32 - amount))) & 0xFFFFFFFF
+    return (w << amount) & 0xFFFFFFFF if amount >= 0 else w >> -amount
+
+
+def tile_word_registers(stored: int) -> list[int]:
+    """The GEMV's 4 decode registers of one stored word (Python ints; the spec the kernels follow)."""
+    out = []
+    for terms in TILE_WORD_DECODE:
+        x = 0
+        for amount, rotate in terms:
+            x ^= _shifted(stored, amount, rotate)
+        out.append(x & TILE_WORD_MASK)
+    return out
+
+
+def _registers_wanted(plain: int) -> list[int]:
+    def bf16(code: int) -> int:
+        return (code & 8) << 12 | (code & 7) << 6
+
+    return [bf16(plain >> 4 * j & 15) | bf16(plain >> 4 * (j + 4) & 15) << 16 for j in range(4)]
+
+
+def _plain_of_registers(regs: list[int]) -> int:
+    def code(half: int) -> int:
+        return (half >> 12 & 8) | (half >> 6 & 7)
+
+    return sum(code(r & 0xFFFF) << 4 * j | code(r >> 16) << 4 * (j + 4) for j, r in enumerate(regs))
+
+
+def _word_tables() -> tuple[list[list[int]], list[list[int]]]:
+    """(encode table [8 nibbles][16 codes], decode table [4 bytes][256 values]) of the word map,
+    XOR-combined per word (the map is linear). The encode solves registers(stored) = wanted(plain)
+    over GF(2) by Gauss-Jordan on the 32 x 32 system."""
+    bits = [b for b in range(32) if TILE_WORD_MASK >> b & 1]
+
+    def packed(regs):  # the 4 registers' 8 meaningful bits each -> one 32-bit vector
+        return sum((r >> b & 1) << (8 * j + i) for j, r in enumerate(regs) for i, b in enumerate(bits))
+
+    cols = [packed(tile_word_registers(1 << p)) for p in range(32)]  # image of stored bit p
+    rows = [[sum((cols[p] >> i & 1) << p for p in range(32)), 1 << i] for i in range(32)]
+    for c in range(32):
+        pivot = next(i for i in range(c, 32) if rows[i][0] >> c & 1)
+        rows[c], rows[pivot] = rows[pivot], rows[c]
+        for i in range(32):
+            if i != c and rows[i][0] >> c & 1:
+                rows[i][0] ^= rows[c][0]
+                rows[i][1] ^= rows[c][1]
+    inverse = [r[1] for r in rows]  # stored bit i = parity of (inverse[i] & packed registers)
+
+    def encode(plain: int) -> int:
+        want = packed(_registers_wanted(plain))
+        return sum((bin(inverse[i] & want).count("1") & 1) << i for i in range(32))
+
+    enc = [[encode(code << 4 * j) for code in range(16)] for j in range(8)]
+    dec = [[_plain_of_registers(tile_word_registers(v << 8 * b)) for v in range(256)] for b in range(4)]
+    return enc, dec
+
+
+_WORD_TABLES = _word_tables()
+
+
+def _map_word(plain: int) -> int:
+    """One plain word (Python int) -> as stored in the tile layout."""
+    out = 0
+    for j, table in enumerate(_WORD_TABLES[0]):
+        out ^= table[plain >> 4 * j & 15]
+    return out
+
+
+def _map_words(b: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """Contiguous uint8 [..., K/2] (rows of whole words) -> the same with every word mapped (or unmapped)."""
+    enc, dec = _WORD_TABLES
+    table = dec if inverse else enc
+    width = 8 if inverse else 4  # bits per table index: bytes when unmapping, nibbles when mapping
+    lut = torch.tensor([[v - (1 << 32) if v >= 1 << 31 else v for v in t] for t in table], dtype=torch.int32,
+                       device=b.device)
+    w = b.contiguous().view(torch.int32)
+    out = torch.zeros_like(w)
+    for i, t in enumerate(lut):
+        out ^= t[((w >> (width * i)) & ((1 << width) - 1)).long()]
+    return out.view(torch.uint8)
+
+
+def fp4_words(w: torch.Tensor, s: torch.Tensor):
+    """FP4 weights [..., N, K/2] (K a multiple of 8) and block scales -> the weights' words under the
+    word map, rows and scales where they were (the MoE's grouped GEMMs read it)."""
+    if w.dim() < 2 or w.shape[-1] % 4:
+        raise ValueError(f"fp4_words: expected packed weights [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
+    return _like(_map_words(_bytes(w), False), w), s
+
+
+def fp4_words_inverse(w: torch.Tensor, s: torch.Tensor):
+    if w.dim() < 2 or w.shape[-1] % 4:
+        raise ValueError(f"fp4_words_inverse: expected [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
+    return _like(_map_words(_bytes(w), True), w), s
 
 
 def fp4_tiles(w: torch.Tensor, s: torch.Tensor):

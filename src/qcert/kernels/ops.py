@@ -245,6 +245,8 @@ LAYOUT_OPS = (
     "aiter_shuffle_scale_inverse",
     "fp4_tiles",
     "fp4_tiles_inverse",
+    "fp4_words",
+    "fp4_words_inverse",
 )
 for _name in LAYOUT_OPS:
     define_op(_name, getattr(layouts, _name))
@@ -282,4 +284,23 @@ def nvfp4_linear_tiles(x, w_packed, w_block_scale, w_scale_2, bias=None, input_s
 
 for _name, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
     register_backend(_name, "torch_tiles", _fn, lambda ctx: True, priority=REFERENCE_PRIORITY - 1, layout="fp4_tiles",
+                     on_request=True)
+
+
+def mxfp4_moe_words(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, act_qdq: bool = False) -> torch.Tensor:
+    """mxfp4_moe on experts in layouts.fp4_words: undo the word map into temporaries, then the reference."""
+    a, a_s = layouts.fp4_words_inverse(w13, w13_scale)
+    b, b_s = layouts.fp4_words_inverse(w2, w2_scale)
+    return mxfp4_moe(x, a, a_s, b, b_s, topk_weights, topk_ids, act_qdq)
+
+
+def nvfp4_moe_words(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_weights, topk_ids,
+                    w13_input_scale=None, w2_input_scale=None) -> torch.Tensor:
+    a, a_s = layouts.fp4_words_inverse(w13, w13_scale)
+    b, b_s = layouts.fp4_words_inverse(w2, w2_scale)
+    return nvfp4_moe(x, a, a_s, w13_scale_2, b, b_s, w2_scale_2, topk_weights, topk_ids, w13_input_scale, w2_input_scale)
+
+
+for _name, _fn in (("mxfp4_moe", mxfp4_moe_words), ("nvfp4_moe", nvfp4_moe_words)):
+    register_backend(_name, "torch_words", _fn, lambda ctx: True, priority=REFERENCE_PRIORITY - 1, layout="fp4_words",
                      on_request=True)

@@ -28,8 +28,10 @@ from qcert.kernels.tolerances import assert_close_rel
 
 # backend name -> features a case lists for it
 BACKENDS = ("triton", "flashinfer", "aiter")
-# the fp4 linears also run on weights in the GEMV tile layout (layouts.fp4_tiles)
-EXTRA = {"mxfp4_linear": ("triton_tiles",), "nvfp4_linear": ("triton_tiles",)}
+# the fp4 linears also run on weights in the GEMV tile layout (layouts.fp4_tiles), the fp4 MoEs on
+# experts under the word map (layouts.fp4_words)
+EXTRA = {"mxfp4_linear": ("triton_tiles",), "nvfp4_linear": ("triton_tiles",), "mxfp4_moe": ("triton_words",),
+         "nvfp4_moe": ("triton_words",)}
 SENTINEL = -12345.0  # poison for outputs that legitimately hold NaN
 
 
@@ -251,6 +253,12 @@ def _layout_args(op: str, layout: str, args: tuple) -> tuple:
         if not fp4_tiles_fit(w.shape[0], x.shape[-1]):
             pytest.skip(f"{op}: weight {tuple(w.shape)} does not fit the fp4_tiles layout (N % 16, K % 128)")
         return (x, *registry.call("fp4_tiles", w, s), *rest)
+    if layout == "fp4_words" and op in ("mxfp4_moe", "nvfp4_moe"):
+        x, *rest = args
+        w = (0, 2) if op == "mxfp4_moe" else (0, 3)  # (w13, its scales) and (w2, its scales) in rest
+        for j in w:
+            rest[j], rest[j + 1] = registry.call("fp4_words", rest[j], rest[j + 1])
+        return (x, *rest)
     if layout == "trtllm_fp4" and op == "nvfp4_moe":
         x, w13, s13, g13, w2, s2, g2, *rest = args
         w13, s13 = registry.call("trtllm_fp4_w13_layout", w13, s13)

@@ -1,6 +1,7 @@
 """Kernel layouts applied in place (UPSTREAM.md section 4, sglang#22204): NVFP4 MoE experts in the
-TRT-LLM FP4 layout keep their Parameters (same objects, same storages), hold exactly the permuted
-checkpoint values, report each transform, and compute what the plain layout computes.
+TRT-LLM FP4 layout, dense FP4 linears in the GEMV tile layout and FP4 MoE experts under the word map
+keep their Parameters (same objects, same storages), hold exactly the permuted checkpoint values,
+report each transform, and compute what the plain layout computes, before and after a weight update.
 """
 
 import pytest
@@ -19,13 +20,14 @@ def raw(t):
     return t.detach().reshape(-1).contiguous().view(torch.uint8)
 
 
-def assert_in_layout(plain_params, params, layers, fn, records, what):
-    """Each layer's weight and scales hold fn(plain weight, plain scales) and are reported in place."""
+def assert_in_layout(plain_params, params, layers, fn, records, what, params_moved=None):
+    """Each layer's weight and scales hold fn(plain weight, plain scales) and the moved parameters
+    (default: both) are reported in place."""
     for layer in layers:
         w, s = fn(plain_params[f"{layer}.weight"], plain_params[f"{layer}.weight_scale"])
         assert torch.equal(raw(params[f"{layer}.weight"]), raw(w)), f"{layer}.weight is not in the {what} layout"
         assert torch.equal(raw(params[f"{layer}.weight_scale"]), raw(s)), f"{layer}.weight_scale not in the {what} layout"
-        for p in ("weight", "weight_scale"):
+        for p in params_moved or ("weight", "weight_scale"):
             rec = records.get(f"{layer}.{p}")
             assert rec and rec["in_place"] is True, f"{layer}.{p}: transform not reported in place: {rec}"
 
@@ -95,6 +97,28 @@ def dense_fp4_layers(params):
     return sorted({n.rsplit(".", 1)[0] for n in params if n.endswith(".weight_scale") and ".experts" not in n})
 
 
+def check_in_place_and_after_update(engine, path, new, backends, layers_of, fn, what, op):
+    """Load `path` with `backends` (a backend consuming fn's layout): its layers hold fn of the plain
+    load, reported in place, forward equals the plain load's; after update_weights_from_disk(new)
+    they hold fn of the NEW checkpoint in the same storages and forward follows the new weights."""
+    plain, laid = engine.load(path), engine.load(path, backends=backends)
+    pp, pl = plain.parameters(), laid.parameters()
+    records = {r["param"]: r for r in laid.report()["transforms"] if r["transform"] == what}
+    layers = layers_of(pl)
+    assert layers, f"fixture has no layers for the {what} layout"
+    assert_in_layout(pp, pl, layers, fn, records, what, ("weight",) if what == "fp4_words" else None)
+    assert torch.equal(plain.forward(IDS), laid.forward(IDS))
+    assert laid.report()["backends"][op] == backends[op]
+    ptrs = {n: p.data_ptr() for n, p in pl.items()}
+    laid.update_weights_from_disk(new)
+    pn, pl = engine.load(new).parameters(), laid.parameters()
+    for layer in layers:
+        w, _ = fn(pn[f"{layer}.weight"], pn[f"{layer}.weight_scale"])
+        assert torch.equal(raw(pl[f"{layer}.weight"]), raw(w)), f"{layer}.weight: stale or not in {what} after update"
+        assert pl[f"{layer}.weight"].data_ptr() == ptrs[f"{layer}.weight"], f"{layer}.weight: storage replaced"
+    assert torch.equal(laid.forward(IDS), engine.load(new).forward(IDS))
+
+
 @case("layouts/fp4-tiles-in-place",
       "dense FP4 linears whose backend reads the GEMV tile layout hold exactly the tiled checkpoint bytes in "
       "their own parameters, reported in place, and compute what the plain layout computes; after "
@@ -102,20 +126,20 @@ def dense_fp4_layers(params):
       features=["layouts", "weight-update", "mxfp4", "nvfp4", "llama", "quark", "compressed-tensors"])
 @pytest.mark.parametrize("fmt", ["quark-mxfp4", "ct-mxfp4"])
 def test_fp4_tiles_in_place(engine, fmt):
-    path, new = fixtures.cached("llama", fmt), fixtures.cached("llama", fmt, seed=1)
-    plain, tiled = engine.load(path), engine.load(path, backends=TILES)
-    pp, pt = plain.parameters(), tiled.parameters()
-    records = {r["param"]: r for r in tiled.report()["transforms"]}
-    layers = dense_fp4_layers(pt)
-    assert layers, "fixture has no dense FP4 linears"
-    assert_in_layout(pp, pt, layers, layouts.fp4_tiles, records, "tile")
-    assert torch.equal(plain.forward(IDS), tiled.forward(IDS))
-    assert tiled.report()["backends"]["mxfp4_linear"] == "torch_tiles"
-    ptrs = {n: p.data_ptr() for n, p in pt.items()}
-    tiled.update_weights_from_disk(new)
-    pn, pt = engine.load(new).parameters(), tiled.parameters()
-    for layer in layers:
-        w, _ = layouts.fp4_tiles(pn[f"{layer}.weight"], pn[f"{layer}.weight_scale"])
-        assert torch.equal(raw(pt[f"{layer}.weight"]), raw(w)), f"{layer}.weight: stale or untiled after update"
-        assert pt[f"{layer}.weight"].data_ptr() == ptrs[f"{layer}.weight"], f"{layer}.weight: storage replaced"
-    assert torch.equal(tiled.forward(IDS), engine.load(new).forward(IDS))
+    check_in_place_and_after_update(engine, fixtures.cached("llama", fmt), fixtures.cached("llama", fmt, seed=1), TILES,
+                                    dense_fp4_layers, layouts.fp4_tiles, "fp4_tiles", "mxfp4_linear")
+
+
+WORDS = {"mxfp4_moe": "torch_words", "nvfp4_moe": "torch_words"}
+
+
+@case("layouts/fp4-words-in-place",
+      "FP4 MoE experts whose backend reads the word map hold exactly the mapped checkpoint bytes in their own "
+      "parameters, reported in place, and compute what the plain layout computes; after "
+      "update_weights_from_disk they hold the map of the NEW checkpoint in the same storages",
+      features=["layouts", "weight-update", "mxfp4", "nvfp4", "deepseek-v3", "quark", "modelopt"])
+@pytest.mark.parametrize("fmt,op", [("quark-mxfp4", "mxfp4_moe"), ("modelopt-nvfp4", "nvfp4_moe")])
+def test_fp4_words_in_place(engine, fmt, op):
+    check_in_place_and_after_update(engine, fixtures.cached("deepseek-v3", fmt),
+                                    fixtures.cached("deepseek-v3", fmt, seed=1), WORDS, expert_layers,
+                                    layouts.fp4_words, "fp4_words", op)

@@ -105,4 +105,4 @@ def to_plain_layout(model, modules: set[str] | None = None) -> None:
             LAYOUTS[layout][2](module)
 
 
-from . import fp4_tiles_layout, nvfp4_layout  # noqa: E402,F401  (register the FP4 GEMV tile and TRT-LLM FP4 MoE layouts)
+from . import fp4_tiles_layout, fp4_words_layout, nvfp4_layout  # noqa: E402,F401  (register the layouts)

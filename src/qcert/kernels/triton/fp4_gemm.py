@@ -41,7 +41,7 @@ def _fp4_gemm(
     SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
     HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
-    FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr,
+    WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -71,9 +71,9 @@ def _fp4_gemm(
 
     a_row_ptr = a_ptr + rows[:, None] * stride_am
     PER: tl.constexpr = 1 if SCALE_KIND == 0 else 2  # scales per 32-column lane chunk
-    if TILED:  # layouts.fp4_tiles: row n's bytes and scales inside its 16-row tile's blocks
+    if TILED:  # layouts.fp4_tiles (W as int32 words): row n's words and scales inside its 16-row tile's blocks
         n64 = offs_n.to(tl.int64)
-        w_base = w_ptr + (n64 // 16 * 16 * stride_wn + (n64 % 16) // 8 * 512 + (n64 % 8) * 64)[:, None]
+        w_base = w_ptr + (n64 // 16 * 16 * stride_wn + (n64 % 16) // 8 * 128 + (n64 % 8) * 16)[:, None]
         s_base = s_ptr + (n64 // 16 * 16 * stride_sn + (n64 % 8) * (8 * PER) + (n64 % 16) // 8 * PER)[:, None]
     else:
         w_base = w_ptr + e * stride_we + offs_n.to(tl.int64)[:, None] * stride_wn
@@ -90,12 +90,7 @@ def _fp4_gemm(
             k0 = k_lo + it * BLOCK_K
             kk = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(a_row_ptr + kk[None, :] * stride_ak, mask=m_ok[:, None] & (kk < K)[None, :], other=0.0)
-            # weights: one byte = two codes
-            kb = k0 // 2 + offs_b  # byte index along K//2
-            w_mask = n_ok[:, None] & (kb < half_k)[None, :]
-            w_col = kb // 64 * 1024 + (kb % 64) // 16 * 16 + kb % 16 if TILED else kb
-            byte = tl.load(w_base + w_col[None, :], mask=w_mask, other=0).to(tl.int32)
-            # one scale per GROUP elements, broadcast over its bytes through a reshape
+            # one scale per GROUP elements, broadcast over its codes through a reshape
             si = k0 // GROUP + offs_s
             s_col = si // (4 * PER) * (64 * PER) + (si % (4 * PER)) // PER * (2 * PER) + si % PER if TILED else si
             s_raw = tl.load(s_base + s_col[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
@@ -103,12 +98,21 @@ def _fp4_gemm(
                 scale = E8M0_TO_F32(s_raw.to(tl.int32))
             else:
                 scale = s_raw.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-            lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                            (BLOCK_N, BYTES))
-            hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
-                            (BLOCK_N, BYTES))
-            # low nibble = element 2j, high = 2j + 1: joined along a last axis, K order again
-            w = tl.reshape(tl.join(lo, hi), (BLOCK_N, BLOCK_K))
+            if TILED or WORDS:  # int32 words of 8 codes under layouts' word map
+                kw = k0 // 8 + tl.arange(0, BLOCK_K // 8)
+                w_col = kw // 16 * 256 + kw % 16 if TILED else kw
+                word = tl.load(w_base + w_col[None, :], mask=n_ok[:, None] & (kw < K // 8)[None, :], other=0)
+                w = tl.reshape(tl.reshape(TILE_TO_F32(word), (BLOCK_N, NSB, GROUP)) * scale[:, :, None],
+                               (BLOCK_N, BLOCK_K))
+            else:  # one byte = two codes
+                kb = k0 // 2 + offs_b  # byte index along K//2
+                byte = tl.load(w_base + kb[None, :], mask=n_ok[:, None] & (kb < half_k)[None, :], other=0).to(tl.int32)
+                lo = tl.reshape(tl.reshape(FP4_TO_F32(byte & 15), (BLOCK_N, NSB, BYTES_PER_SCALE)) * scale[:, :, None],
+                                (BLOCK_N, BYTES))
+                hi = tl.reshape(tl.reshape(FP4_TO_F32((byte >> 4) & 15), (BLOCK_N, NSB, BYTES_PER_SCALE))
+                                * scale[:, :, None], (BLOCK_N, BYTES))
+                # low nibble = element 2j, high = 2j + 1: joined along a last axis, K order again
+                w = tl.reshape(tl.join(lo, hi), (BLOCK_N, BLOCK_K))
             if DOT_F32:
                 acc = tl.dot(a.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
             else:
@@ -128,7 +132,8 @@ def _fp4_gemm(
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
 
 
-fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32)
+fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32,
+                         TILE_TO_F32=h.tile_words_to_f32)
 
 
 def _config(m: int, n: int, k: int, device: torch.device) -> tuple[int, int, int, int, int, int]:
@@ -163,6 +168,7 @@ def fp4_gemm(
     out_dtype: torch.dtype | None = None,
     config: tuple | None = None,
     tiled: bool = False,
+    words: bool = False,
 ) -> torch.Tensor:
     """A [rows, K] (any float dtype, stride along K arbitrary) x fp4 W [E, N, K//2] -> C [m, N].
 
@@ -171,6 +177,7 @@ def fp4_gemm(
     M-block; g [E, N] fp32 multiplies columns. C is out_dtype (default a.dtype), or `out`.
     tiled: one weight [N, K//2] and its scales in layouts.fp4_tiles (a linear, not the MoE); M <= 16
     with bf16 activations on an NVIDIA GPU runs the tensor-core GEMV, the rest this kernel.
+    words: W in layouts.fp4_words (the plain layout, each word's bits under the word map).
     """
     if w.dim() == 2:
         w, scales = w.unsqueeze(0), scales.unsqueeze(0)
@@ -194,13 +201,14 @@ def fp4_gemm(
         if not linear or not fp4_tiles_fit(n, k):
             raise ValueError(f"fp4_gemm: the tile layout takes one weight [N, K//2] (N % 16 == 0, K % 128 == 0) "
                              f"without row gather or experts, got {tuple(w.shape)}")
-        w, scales = w.contiguous(), scales.contiguous()
-    if linear and 0 < rows <= fp4_gemv.MAX_M and config is None and (not tiled or fp4_gemv_mma.usable(a)):
-        # decode-sized linear: the bandwidth-shaped small-M kernels (the tile layout: the tensor-core one)
+        w, scales = w.contiguous(), scales.contiguous()  # the general kernel reads W as int32 words below
+    mapped = tiled or words  # W's words under layouts' word map
+    if linear and 0 < rows <= fp4_gemv.MAX_M and config is None and (not mapped or fp4_gemv_mma.usable(a)):
+        # decode-sized linear: the bandwidth-shaped small-M kernels (mapped words: the tensor-core one)
         g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
-        if tiled:
+        if mapped:
             return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w[0]), scales[0], scale_kind, g1, bias, out,
-                                             out_dtype, tiled=True)
+                                             out_dtype, tiled=tiled, mapped=words)
         return fp4_gemv.fp4_gemv(a, w[0], scales[0], scale_kind, g=g1, bias=bias, out=out, out_dtype=out_dtype)
     bm, bn, bk, split, warps, stages = config or _config(rows, n, k, a.device)
     if block_m is not None:
@@ -216,6 +224,8 @@ def fp4_gemm(
     dummy = acc
     if rows == 0:
         return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
+    if mapped:
+        w = w.view(torch.int32)
     fp4_gemm_kernel.on(a.device)[grid](
         a, a_rows if a_rows is not None else dummy, w, scales,
         g if g is not None else dummy, block_expert if block_expert is not None else dummy,
@@ -228,6 +238,6 @@ def fp4_gemm(
         acc.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, num_warps=warps, num_stages=stages,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words, num_warps=warps, num_stages=stages,
     )
     return split_k_result(acc, out, out_dtype, "fp4_gemm", split)

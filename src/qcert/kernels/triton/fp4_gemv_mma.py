@@ -30,7 +30,8 @@ Tile layout (tiled=True, layouts.fp4_tiles): the same lanes and steps, but each 
 are one 1 KB block (the lane's 16 bytes at 16 * lane in each half) and the lane's scale bytes of
 both rows one 2- or 4-byte load, so a warp load instruction reads 512 contiguous bytes instead of
 64-byte runs of 8 rows. With the plain layout the loads alone take about as long as the kernel
-(bench/load_probe.py).
+(bench/load_probe.py). Its words are stored under layouts' word map, so a pair of codes decodes in
+two integer instructions instead of four (`_tile_decode_ptx`).
 
 Grouped mode (the MoE at decode sizes, moe.py): grid axis 2 walks M-blocks of block_m <= 16
 rows; a program takes its block's expert (W, scales and g offset by it; an unused block, expert -1,
@@ -53,38 +54,73 @@ import torch
 import triton
 import triton.language as tl
 
-from ..layouts import fp4_tiles_fit
+from ..layouts import TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
 from . import _helpers as h
 from ._launch import device_facts, split_k_result, split_k_target
 
 
-def _decode_ptx(bias: bool) -> str:
-    """PTX: word $4 (8 codes, code j in bits 4j..4j+3) and bf16x2 scale $5 (the scale twice) ->
-    $0..$3, bf16x2 of codes (0, 4), (1, 5), (2, 6), (3, 7). Shifts bring code j's sign to bit 15 of
-    its half and its (e1 e0 m) to bits 8..6 (h.ptx_e2m1_bf16x2: e2m1 * 2^-126); then times 2^126
-    (`bias`, 0x7E80; NVFP4 leaves it to the scale) and times the scale; -0 as the addend keeps the
-    sign of zero."""
-    # (register, shift bringing the sign to bit 15, shift bringing the magnitude to bits 8..6)
-    parts = [("$0", 12, 6), ("$1", 8, 2), ("$2", 4, -2), ("$3", 0, -6)]
-    out = ["{", ".reg .b32 s, m, bias, nz;", "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
-    for reg, sign_shift, mag_shift in parts:
-        out.append(f"shl.b32 s, $4, {sign_shift};" if sign_shift else "mov.b32 s, $4;")
-        out.append(f"shl.b32 m, $4, {mag_shift};" if mag_shift > 0 else f"shr.b32 m, $4, {-mag_shift};")
-        out.append(h.ptx_e2m1_bf16x2("s", "s", "m").rstrip("\n"))
+def _scale_ptx(out: list[str], bias: bool) -> str:
+    """The decodes' common tail: registers t0..t3 hold bf16x2 of e2m1 * 2^-126 -> $0..$3, times 2^126
+    (`bias`, 0x7E80; NVFP4's scale carries it already) and times the scale $5 (the same bf16 scale
+    twice), -0 as the addend keeping the sign of zero. (Skipping the 2^126 multiply where a warp's
+    scales allow folding it into them, behind a vote and a branch, saved 6 % of the loop's
+    instructions and split it into a block per word; not kept.)"""
+    for j in range(4):
         if bias:
-            out.append("fma.rn.bf16x2 s, s, bias, nz;")
-        out.append(f"fma.rn.bf16x2 {reg}, s, $5, nz;")
-    return "\n".join(out + ["}"])
+            out.append(f"fma.rn.bf16x2 t{j}, t{j}, bias, nz;")
+        out.append(f"fma.rn.bf16x2 ${j}, t{j}, $5, nz;")
+    head = ["{", ".reg .b32 t0, t1, t2, t3, u, v, bias, nz;", "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
+    return "\n".join(head + out + ["}"])
+
+
+def _decode_ptx(bias: bool) -> str:
+    """PTX: word $4 (8 codes, code j in bits 4j..4j+3) and bf16x2 scale $5 -> $0..$3,
+    bf16x2 of codes (0, 4), (1, 5), (2, 6), (3, 7). Shifts bring code j's sign to bit 15 of its half
+    and its (e1 e0 m) to bits 8..6 (h.ptx_e2m1_bf16x2: e2m1 * 2^-126); then `_scale_ptx`."""
+    # shifts bringing the sign to bit 15 and the magnitude to bits 8..6, per register
+    out = []
+    for j, (sign_shift, mag_shift) in enumerate([(12, 6), (8, 2), (4, -2), (0, -6)]):
+        out.append(f"shl.b32 u, $4, {sign_shift};" if sign_shift else "mov.b32 u, $4;")
+        out.append(f"shl.b32 v, $4, {mag_shift};" if mag_shift > 0 else f"shr.b32 v, $4, {-mag_shift};")
+        out.append(h.ptx_e2m1_bf16x2(f"t{j}", "u", "v").rstrip("\n"))
+    return _scale_ptx(out, bias)
+
+
+def _tile_decode_ptx(bias: bool) -> str:
+    """The same for a word of the tile layout, whose bits are stored under layouts' word map:
+    register j is the XOR of TILE_WORD_DECODE[j]'s shifted copies of the word, masked (two integer
+    instructions for most registers, where the plain layout's decode takes four)."""
+    out = []
+    for j, terms in enumerate(TILE_WORD_DECODE):
+        copies = []
+        for reg, (amount, rotate) in zip(("u", "v"), terms):
+            if amount == 0:
+                reg = "$4"
+            elif rotate:
+                out.append(f"shf.l.wrap.b32 {reg}, $4, $4, {amount};")
+            else:
+                out.append(f"shl.b32 {reg}, $4, {amount};" if amount > 0 else f"shr.b32 {reg}, $4, {-amount};")
+            copies.append(reg)
+        if len(copies) == 2:
+            out.append(f"xor.b32 t{j}, {copies[0]}, {copies[1]};")
+        out.append(f"and.b32 t{j}, {f't{j}' if len(copies) == 2 else copies[0]}, {TILE_WORD_MASK:#010x};")
+    return _scale_ptx(out, bias)
 
 
 _DECODE_BIAS = tl.constexpr(_decode_ptx(True))
 _DECODE_NOBIAS = tl.constexpr(_decode_ptx(False))
+_TILE_DECODE_BIAS = tl.constexpr(_tile_decode_ptx(True))
+_TILE_DECODE_NOBIAS = tl.constexpr(_tile_decode_ptx(False))
 
 
 @triton.jit
-def _decode(word, scale, BIAS: tl.constexpr):
-    """int32 words, bf16x2 scales (int32) -> 4 int32 tensors of bf16x2, codes (0,4), (1,5), (2,6), (3,7)."""
-    asm: tl.constexpr = _DECODE_BIAS if BIAS else _DECODE_NOBIAS
+def _decode(word, scale, BIAS: tl.constexpr, MAPPED: tl.constexpr):
+    """int32 words (MAPPED: under layouts' word map), bf16x2 scales (int32) -> 4 int32 tensors of
+    bf16x2, codes (0,4), (1,5), (2,6), (3,7)."""
+    if MAPPED:
+        asm: tl.constexpr = _TILE_DECODE_BIAS if BIAS else _TILE_DECODE_NOBIAS
+    else:
+        asm: tl.constexpr = _DECODE_BIAS if BIAS else _DECODE_NOBIAS
     return tl.inline_asm_elementwise(asm, "=r,=r,=r,=r,r,r", [word, scale], dtype=(tl.int32,) * 4,
                                      is_pure=True, pack=1)
 
@@ -184,7 +220,8 @@ def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
 @triton.jit
 def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr):
+                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr,
+                MAPPED: tl.constexpr):
     """One 16-row tile (pointers of the lane's rows g and g + 8 into the words and the scales; in
     the tile layout the lane's own 16 bytes of each half and its scale bytes), one lane chunk of 32
     columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators. Past K:
@@ -215,8 +252,8 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
         wl_i = wl0 if i == 0 else (wl1 if i == 1 else (wl2 if i == 2 else wl3))
         wh_i = wh0 if i == 0 else (wh1 if i == 1 else (wh2 if i == 2 else wh3))
-        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0)
-        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0)
+        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0, MAPPED)
+        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0, MAPPED)
         x = x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3))
         b01, b23, b45, b67 = _split4(x)
         b0, b1, b2, b3 = _pairs(b01, b23, b45, b67)
@@ -239,6 +276,7 @@ def _fp4_gemv_mma(
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
     CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
+    MAPPED: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
@@ -319,12 +357,12 @@ def _fp4_gemv_mma(
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
                 p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND, EVEN_K, TWO_TILES, TILED)
+                SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
             if ROWS == 2:
                 bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
                     p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                     x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
-                    SCALE_KIND, EVEN_K, TWO_TILES, TILED)
+                    SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
 
     lane = tl.arange(0, 32)
     _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
@@ -439,10 +477,11 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
 
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
-                 block_m=None, tiled: bool = False):
+                 block_m=None, tiled: bool = False, mapped: bool = False):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
-    scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped).
+    scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
+    layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -485,7 +524,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, num_warps=k_warps,
+        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
         num_stages=1,
         # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16) only one fit,
         # 31 us instead of 22 at N = K = 8192

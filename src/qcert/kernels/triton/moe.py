@@ -58,19 +58,21 @@ def _decode_gemv(x: torch.Tensor, rows: int) -> bool:
     return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x)
 
 
-def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool) -> torch.Tensor:
+def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool, words: bool) -> torch.Tensor:
     """[rows of the routing, N] fp32: each M-block of a (gathered through a_rows) times its expert."""
     if gemv:
         return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w), scales.view(torch.uint8),
                                          scale_kind, g, None, None, torch.float32, a_rows=a_rows,
-                                         block_expert=r.block_expert, block_m=r.block_m)
+                                         block_expert=r.block_expert, block_m=r.block_m, mapped=words)
     return fp4_gemm(a, w, scales, scale_kind, m=r.token.numel(), a_rows=a_rows, block_expert=r.block_expert,
-                    block_m=r.block_m, g=g, out_dtype=torch.float32)
+                    block_m=r.block_m, g=g, out_dtype=torch.float32, words=words)
 
 
 def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_kind: int,
-            g13=None, g2=None, act_qdq: bool = False, qdq_in=None, qdq_mid=None, out=None) -> torch.Tensor:
-    """act_qdq: MXFP4 W4A4; qdq_in / qdq_mid: other activation QDQs of the GEMM 1 / GEMM 2 inputs."""
+            g13=None, g2=None, act_qdq: bool = False, qdq_in=None, qdq_mid=None, out=None,
+            words: bool = False) -> torch.Tensor:
+    """act_qdq: MXFP4 W4A4; qdq_in / qdq_mid: other activation QDQs of the GEMM 1 / GEMM 2 inputs.
+    words: w13 and w2 in layouts.fp4_words."""
     if act_qdq:
         qdq_in = qdq_mid = mxfp4_qdq
     if x.dim() != 2 or topk_ids.shape != topk_weights.shape or topk_ids.shape[0] != x.shape[0]:
@@ -83,9 +85,9 @@ def fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, *, scale_ki
     gemv = _decode_gemv(x, rows)
     r = align_routing(topk_ids, e_count, _block_m(rows, x.device, gemv))
     a, g13 = _gemm_input(x, g13, qdq_in)
-    gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv)
+    gu = _grouped_gemm(a, w13, w13_scale, scale_kind, r, g13, r.token, gemv, words)
     act, g2 = _gemm_input(silu_mul(gu, x.dtype), g2, qdq_mid)
-    y = _grouped_gemm(act, w2, w2_scale, scale_kind, r, g2, None, gemv)
+    y = _grouped_gemm(act, w2, w2_scale, scale_kind, r, g2, None, gemv, words)
     return combine(y, topk_weights, r.slot_row, out)
 
 
@@ -139,9 +141,9 @@ def combine(y: torch.Tensor, topk_weights: torch.Tensor, slot_row: torch.Tensor,
     return round_into(out, buf)
 
 
-def mxfp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, act_qdq=False, out=None):
+def mxfp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, act_qdq=False, out=None, words=False):
     return fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, scale_kind=E8M0,
-                   act_qdq=act_qdq, out=out)
+                   act_qdq=act_qdq, out=out, words=words)
 
 
 def _per_expert(s, e_count: int, n: int, device) -> torch.Tensor:
@@ -152,12 +154,13 @@ def _per_expert(s, e_count: int, n: int, device) -> torch.Tensor:
 
 
 def nvfp4_moe(x, w13, w13_scale, w13_scale_2, w2, w2_scale, w2_scale_2, topk_weights, topk_ids,
-              w13_input_scale=None, w2_input_scale=None, out=None):
+              w13_input_scale=None, w2_input_scale=None, out=None, words=False):
     e_count = w13.shape[0]
     return fp4_moe(x, w13, w13_scale, w2, w2_scale, topk_weights, topk_ids, scale_kind=E4M3,
                    g13=_per_expert(w13_scale_2, e_count, w13.shape[1], x.device),
                    g2=_per_expert(w2_scale_2, e_count, w2.shape[1], x.device),
-                   qdq_in=_nvfp4_act(w13_input_scale, x.device), qdq_mid=_nvfp4_act(w2_input_scale, x.device), out=out)
+                   qdq_in=_nvfp4_act(w13_input_scale, x.device), qdq_mid=_nvfp4_act(w2_input_scale, x.device), out=out,
+                   words=words)
 
 
 def _nvfp4_act(scale, device):

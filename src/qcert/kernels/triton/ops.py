@@ -97,3 +97,21 @@ def _tiles_available(ctx) -> "bool | str":
 # (bench/results/h100-triton.md); elsewhere the plain layout and BACKEND stay.
 for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
     register_backend(_op, TILES, _fn, _tiles_available, priority=45, layout="fp4_tiles")
+
+
+# The MoE on experts in layouts.fp4_words (engine/quant/fp4_words_layout.py applies it at load): the
+# grouped GEMMs decode each word in fewer instructions (docs/kernels.md). Behind BACKEND (priority 55)
+# until a hardware run has passed with it; ask for it by name meanwhile.
+WORDS = "triton_words"
+
+
+def mxfp4_moe_words(*args, **kwargs):
+    return mxfp4_moe(*args, **kwargs, words=True)
+
+
+def nvfp4_moe_words(*args, **kwargs):
+    return nvfp4_moe(*args, **kwargs, words=True)
+
+
+for _op, _fn in (("mxfp4_moe", mxfp4_moe_words), ("nvfp4_moe", nvfp4_moe_words)):
+    register_backend(_op, WORDS, _fn, available, priority=55, layout="fp4_words")
