@@ -95,3 +95,8 @@ def test_tile_word_map_round_trips_and_matches_its_registers():
     assert torch.equal(layouts._map_words(mapped, True), b)
     for plain, stored in zip(b.view(torch.int32).flatten().tolist()[:64], mapped.view(torch.int32).flatten().tolist()):
         assert stored & M32 == layouts._map_word(plain & M32)
+
+
+def test_word_map_refuses_rows_of_partial_words():
+    with pytest.raises(ValueError, match=r"fp4_words: .*K a multiple of 8.*\(4, 6\)"):
+        layouts.fp4_words(torch.zeros(4, 6, dtype=torch.uint8), None)

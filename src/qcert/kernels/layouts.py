@@ -392,18 +392,20 @@ def _map_words(b: torch.Tensor, inverse: bool) -> torch.Tensor:
     return out.view(torch.uint8)
 
 
+def _fp4_words(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
+    if w.dim() < 2 or w.shape[-1] % 4:
+        raise ValueError(f"{what}: expected packed weights [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
+    return _like(_map_words(_bytes(w), inverse), w), s
+
+
 def fp4_words(w: torch.Tensor, s: torch.Tensor):
     """FP4 weights [..., N, K/2] (K a multiple of 8) and block scales -> the weights' words under the
     word map, rows and scales where they were (the MoE's grouped GEMMs read it)."""
-    if w.dim() < 2 or w.shape[-1] % 4:
-        raise ValueError(f"fp4_words: expected packed weights [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
-    return _like(_map_words(_bytes(w), False), w), s
+    return _fp4_words(w, s, False, "fp4_words")
 
 
 def fp4_words_inverse(w: torch.Tensor, s: torch.Tensor):
-    if w.dim() < 2 or w.shape[-1] % 4:
-        raise ValueError(f"fp4_words_inverse: expected [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
-    return _like(_map_words(_bytes(w), True), w), s
+    return _fp4_words(w, s, True, "fp4_words_inverse")
 
 
 def fp4_tiles(w: torch.Tensor, s: torch.Tensor):
