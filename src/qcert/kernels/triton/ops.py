@@ -93,10 +93,11 @@ def _tiles_available(ctx) -> "bool | str":
     return True
 
 
-# Preferred over BACKEND where available (bf16 on NVIDIA): the tile layout's GEMV is the faster one
-# (bench/results/h100-triton.md); elsewhere the plain layout and BACKEND stay.
+# The tile layout's GEMV was the faster one on the H100 (bench/results/h100-triton.md) and preferred
+# over BACKEND (priority 45) until its words took the word map (layouts.TILE_WORD_DECODE), which has
+# not yet run on a GPU: behind BACKEND (55) until a hardware run passes with it; ask for it by name.
 for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
-    register_backend(_op, TILES, _fn, _tiles_available, priority=45, layout="fp4_tiles")
+    register_backend(_op, TILES, _fn, _tiles_available, priority=55, layout="fp4_tiles")
 
 
 # The MoE on experts in layouts.fp4_words (engine/quant/fp4_words_layout.py applies it at load): the
