@@ -36,6 +36,8 @@ per 16 rows x 128 columns (a "block": one warp's mma step):
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 __all__ = [
@@ -378,13 +380,18 @@ def _map_word(plain: int) -> int:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _word_lut(inverse: bool, device: torch.device) -> torch.Tensor:
+    """The word map's tables as int32 on `device` (built once per device: the engine maps chunk by chunk)."""
+    table = _WORD_TABLES[1] if inverse else _WORD_TABLES[0]
+    return torch.tensor([[v - (1 << 32) if v >= 1 << 31 else v for v in t] for t in table], dtype=torch.int32,
+                        device=device)
+
+
 def _map_words(b: torch.Tensor, inverse: bool) -> torch.Tensor:
     """Contiguous uint8 [..., K/2] (rows of whole words) -> the same with every word mapped (or unmapped)."""
-    enc, dec = _WORD_TABLES
-    table = dec if inverse else enc
     width = 8 if inverse else 4  # bits per table index: bytes when unmapping, nibbles when mapping
-    lut = torch.tensor([[v - (1 << 32) if v >= 1 << 31 else v for v in t] for t in table], dtype=torch.int32,
-                       device=b.device)
+    lut = _word_lut(inverse, b.device)
     w = b.contiguous().view(torch.int32)
     out = torch.zeros_like(w)
     for i, t in enumerate(lut):
