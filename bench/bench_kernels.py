@@ -36,6 +36,7 @@ from qcert.kernels.triton import moe as tmoe
 from qcert.kernels.triton._launch import device_facts
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
+from qcert.conformance.cases.test_kernels import layout_args  # weights into the layout a backend reads
 
 
 def us(fn) -> float:
@@ -320,17 +321,6 @@ def moe_sweep_rows(bw: float, kind="mxfp4", t=512, h=2880, i=2880, e=32, k=4):
     return rows
 
 
-def _words_args(op: str, args: tuple) -> tuple:
-    """An MoE op's arguments with both expert weights in layouts.fp4_words."""
-    if op == "mxfp4_moe":
-        x, w13, s13, w2, s2, *rest = args
-        return (x, *layouts.fp4_words(w13, s13), *layouts.fp4_words(w2, s2), *rest)
-    x, w13, s13, g13, w2, s2, g2, *rest = args
-    w13, s13 = layouts.fp4_words(w13, s13)
-    w2, s2 = layouts.fp4_words(w2, s2)
-    return (x, w13, s13, g13, w2, s2, g2, *rest)
-
-
 def _moe_row(bw: float, kind: str, t, h, i, e, k):
     op, args, kw = _moe_inputs(kind, t, h, i, e, k)
     fn, ref = getattr(tops, op), getattr(ref_ops, op)
@@ -340,7 +330,7 @@ def _moe_row(bw: float, kind: str, t, h, i, e, k):
     tg = graph_us([lambda: fn(*args, **kw)], repeat=2)  # the routing has no host sync
     ids = args[-1]
     touched = torch.unique(ids).numel() * sum(v[0].numel() * v.element_size() for v in args[1:-2] if v.dim() == 3)
-    wargs = _words_args(op, args)  # the same weights in layouts.fp4_words, same run
+    wargs = layout_args(op, "fp4_words", args)  # the same weights in layouts.fp4_words, same run
     words_err = _rel(fn(*wargs, **kw, words=True), got)
     tw = graph_us([lambda: fn(*wargs, **kw, words=True)], repeat=2)
     base = f"weights in fp4_words {tw:.0f} us ({tg / tw:.2f}x, err vs plain {words_err:.1e}); "

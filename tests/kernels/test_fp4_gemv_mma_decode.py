@@ -95,6 +95,7 @@ def test_tile_word_map_round_trips_and_matches_its_registers():
     assert torch.equal(layouts._map_words(mapped, True), b)
     for plain, stored in zip(b.view(torch.int32).flatten().tolist()[:64], mapped.view(torch.int32).flatten().tolist()):
         assert stored & M32 == layouts._map_word(plain & M32)
+        assert layouts.tile_word_registers(stored & M32) == layouts._registers_wanted(plain & M32)
 
 
 def test_word_map_refuses_rows_of_partial_words():

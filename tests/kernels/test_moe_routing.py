@@ -10,7 +10,6 @@ import pytest
 import torch
 
 moe = pytest.importorskip("qcert.kernels.triton.moe")
-from qcert.kernels import layouts  # noqa: E402
 from qcert.kernels.triton import moe_routing as mr  # noqa: E402
 
 SHAPES = [(5, 2, 8, 16), (64, 4, 32, 8), (3, 1, 40, 64), (0, 2, 4, 16), (16, 4, 256, 8), (1, 8, 384, 8),
@@ -138,9 +137,7 @@ def test_decode_moe_on_the_mma_gemv_matches_reference(kind, act_qdq, monkeypatch
     fmt = "nvfp4" if kind == "nvfp4" and act_qdq else "bf16"  # activation code flips (tolerances.py)
     assert_close_rel(got, want, fmt)
     # the same weights in layouts.fp4_words: the word map's decode gives the same numbers
-    wargs = list(args)
-    for j in (1, 3) if kind == "mxfp4" else (1, 4):
-        wargs[j], wargs[j + 1] = layouts.fp4_words(args[j], args[j + 1])
+    wargs = tk.layout_args(f"{kind}_moe", "fp4_words", args)
     run_words = lambda: getattr(moe, f"{kind}_moe")(*wargs, **kw, words=True)  # noqa: E731
     assert torch.equal(run_words(), got)
     monkeypatch.setattr(moe, "_decode_gemv", lambda *a: False)
@@ -160,9 +157,8 @@ def test_moe_on_word_mapped_weights_equals_the_plain_layout(kind):
         args, kw, _ = tk.mxfp4_moe_inputs(tk._gen(5, "cpu"), "cpu", **shape, act_qdq=False)
     else:
         args, kw, _ = tk.nvfp4_moe_inputs(tk._gen(5, "cpu"), "cpu", **shape)
-    wargs = list(args)
+    wargs = tk.layout_args(f"{kind}_moe", "fp4_words", args)
     for j in (1, 3) if kind == "mxfp4" else (1, 4):
-        wargs[j], wargs[j + 1] = layouts.fp4_words(args[j], args[j + 1])
         assert not torch.equal(wargs[j], args[j])
     fn = getattr(moe, f"{kind}_moe")
     assert torch.equal(fn(*wargs, **kw, words=True), fn(*args, **kw))

@@ -237,7 +237,7 @@ GPU_CASES = {
 # --- running one backend ---------------------------------------------------------------------------
 
 
-def _layout_args(op: str, layout: str, args: tuple) -> tuple:
+def layout_args(op: str, layout: str, args: tuple) -> tuple:
     """Weights transformed into the layout a backend consumes, through the layout ops."""
     if layout == "plain":
         return args
@@ -282,7 +282,7 @@ def _run_checked(op, backend, args, kwargs, fmt, poison=float("nan")):
     ref = registry.select(op, registry.OpContext.from_tensor(args[0]), "torch").fn(*args, **kwargs)
     out = torch.full_like(ref, poison)
     try:
-        got = backend.fn(*_layout_args(op, backend.layout, args), **kwargs, out=out)
+        got = backend.fn(*layout_args(op, backend.layout, args), **kwargs, out=out)
     except registry.BackendUnavailable as e:  # this argument combination is outside the backend's scope
         pytest.skip(str(e))
     assert got is out or got.data_ptr() == out.data_ptr(), f"{op}/{backend.name}: result is not the out= buffer"

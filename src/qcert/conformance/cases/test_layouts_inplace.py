@@ -97,16 +97,17 @@ def dense_fp4_layers(params):
     return sorted({n.rsplit(".", 1)[0] for n in params if n.endswith(".weight_scale") and ".experts" not in n})
 
 
-def check_in_place_and_after_update(engine, path, new, backends, layers_of, fn, what, op):
+def check_in_place_and_after_update(engine, path, new, backends, layers_of, fn, what, op, moved=None):
     """Load `path` with `backends` (a backend consuming fn's layout): its layers hold fn of the plain
     load, reported in place, forward equals the plain load's; after update_weights_from_disk(new)
-    they hold fn of the NEW checkpoint in the same storages and forward follows the new weights."""
+    they hold fn of the NEW checkpoint in the same storages and forward follows the new weights.
+    moved: the parameters the transform rewrites and reports (default weight and scales)."""
     plain, laid = engine.load(path), engine.load(path, backends=backends)
     pp, pl = plain.parameters(), laid.parameters()
     records = {r["param"]: r for r in laid.report()["transforms"] if r["transform"] == what}
     layers = layers_of(pl)
     assert layers, f"fixture has no layers for the {what} layout"
-    assert_in_layout(pp, pl, layers, fn, records, what, ("weight",) if what == "fp4_words" else None)
+    assert_in_layout(pp, pl, layers, fn, records, what, moved)
     assert torch.equal(plain.forward(IDS), laid.forward(IDS))
     assert laid.report()["backends"][op] == backends[op]
     ptrs = {n: p.data_ptr() for n, p in pl.items()}
@@ -142,4 +143,4 @@ WORDS = {"mxfp4_moe": "torch_words", "nvfp4_moe": "torch_words"}
 def test_fp4_words_in_place(engine, fmt, op):
     check_in_place_and_after_update(engine, fixtures.cached("deepseek-v3", fmt),
                                     fixtures.cached("deepseek-v3", fmt, seed=1), WORDS, expert_layers,
-                                    layouts.fp4_words, "fp4_words", op)
+                                    layouts.fp4_words, "fp4_words", op, moved=("weight",))

@@ -102,11 +102,12 @@ def run_experts(owner: nn.Module, w13: QLinear, w2: QLinear, x: torch.Tensor, we
     """Call the MoE op for the experts' scheme (routing already done)."""
     s = w13.scheme
     op = MOE_OPS[s.format]
+    # quantized experts run the backend selected for their layout (post-load transforms set it on both)
+    if w13.layout != w2.layout:
+        raise RuntimeError(f"{s.format} experts: w13 is in layout {w13.layout!r} but w2 in {w2.layout!r}")
     if s.format == "unquantized":
         return call_op(owner, op, x, w13.weight, w2.weight, weights, ids)
-    if s.format == "mxfp4":  # selected for the experts' layout (post-load transforms keep it on w13 and w2)
-        if w13.layout != w2.layout:
-            raise RuntimeError(f"MXFP4 experts: w13 is in layout {w13.layout!r} but w2 in {w2.layout!r}")
+    if s.format == "mxfp4":
         return call_op(w13, op, x, w13.weight, w13.weight_scale, w2.weight, w2.weight_scale, weights, ids,
                        act_qdq=s.activation == "mxfp4")
     if s.format == "nvfp4":

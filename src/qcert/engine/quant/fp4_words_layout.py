@@ -25,9 +25,9 @@ def applies(layer) -> bool:
 
 def _write_back(layer: QLinear, fn) -> None:
     """Map in place expert by expert, so the temporaries are one expert's bytes."""
-    weight = layer.weight.data
+    weight, scale = layer.weight.data, layer.weight_scale.data
     for e in range(weight.shape[0]):
-        weight[e].copy_(fn(weight[e], None)[0])
+        weight[e].copy_(fn(weight[e], scale[e])[0])  # the map leaves the scales as they are
 
 
 def transform(layer: QLinear) -> list[dict]:
