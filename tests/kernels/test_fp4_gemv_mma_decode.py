@@ -61,9 +61,9 @@ def run_ptx(text: str, args: dict[str, int]) -> dict[str, int]:
     return regs
 
 
-def _wanted(plain: int, scale: float) -> list[tuple[float, float]]:
+def _wanted(plain: int, scale: float, pairs) -> list[tuple[float, float]]:
     code = [plain >> 4 * j & 15 for j in range(8)]
-    return [(float(E2M1_VALUES[code[j]]) * scale, float(E2M1_VALUES[code[j + 4]]) * scale) for j in range(4)]
+    return [(float(E2M1_VALUES[code[lo]]) * scale, float(E2M1_VALUES[code[hi]]) * scale) for lo, hi in pairs]
 
 
 @pytest.mark.parametrize("tiled", [False, True], ids=["plain", "tiles"])
@@ -72,6 +72,7 @@ def test_decode_ptx_gives_each_registers_codes(tiled, kind):
     """MXFP4 multiplies 2^126 and its scale; NVFP4 only its scale, which carries the 2^126. Every
     code in every position, signs and zeros included, over random words and the 16 constant ones."""
     make = fvm._tile_decode_ptx if tiled else fvm._decode_ptx
+    pairs = layouts.TILE_WORD_PAIRS if tiled else [(j, j + 4) for j in range(4)]
     text = make(kind == "mxfp4")
     scale = 0.25
     scale_reg = _to_bf16(scale if kind == "mxfp4" else scale * 2.0**126) * 0x10001
@@ -81,10 +82,10 @@ def test_decode_ptx_gives_each_registers_codes(tiled, kind):
         stored = layouts._map_word(plain) if tiled else plain
         regs = run_ptx(text, {"$4": stored, "$5": scale_reg})
         got = [(_bf16(regs[f"${j}"]), _bf16(regs[f"${j}"] >> 16)) for j in range(4)]
-        want = _wanted(plain, scale)
+        want = _wanted(plain, scale, pairs)
         assert got == want, f"word {plain:#010x}: {got} != {want}"
         signs = [(struct.pack("<f", a)[3] >> 7, struct.pack("<f", b)[3] >> 7) for a, b in got]
-        assert signs == [((plain >> 4 * j + 3) & 1, (plain >> 4 * j + 19) & 1) for j in range(4)], "sign of zero"
+        assert signs == [((plain >> 4 * lo + 3) & 1, (plain >> 4 * hi + 3) & 1) for lo, hi in pairs], "sign of zero"
 
 
 def test_tile_word_map_round_trips_and_matches_its_registers():

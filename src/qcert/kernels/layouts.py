@@ -53,6 +53,7 @@ __all__ = [
     "tile_word_registers",
     "TILE_WORD_DECODE",
     "TILE_WORD_MASK",
+    "TILE_WORD_PAIRS",
     "interleave_block_scale_128x4",
     "interleave_block_scale_128x4_inverse",
     "interleave_gate_up",
@@ -299,14 +300,16 @@ def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     return w_out, _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse)
 
 
-# The word map. The GEMV decodes a word into 4 bf16x2 registers, register j holding codes j and
-# j + 4 as the bf16 bits of e2m1 * 2^-126: signs at bits 15 / 31, magnitudes (e1 e0 m) at 8..6 /
+# The word map. The GEMV decodes a word into 4 bf16x2 registers, register j holding codes 2j and
+# 2j + 1 (TILE_WORD_PAIRS: the column pairs of the activations' bf16x2 words, so these need no
+# permute) as the bf16 bits of e2m1 * 2^-126: signs at bits 15 / 31, magnitudes (e1 e0 m) at 8..6 /
 # 24..22, all other bits 0 (TILE_WORD_MASK). Register j is (word << a) [^ (word << b)] & mask for
 # the (shift, rotate) terms of TILE_WORD_DECODE[j] (a negative shift is a logical right shift).
 # Stored words are the plain ones under the inverse of that linear map. One register needs two
 # terms: four translates of the mask's bits cannot cover a 32-bit word.
 TILE_WORD_MASK = 0x81C081C0
 TILE_WORD_DECODE = (((0, False),), ((4, False),), ((10, True),), ((-2, False), (6, False)))
+TILE_WORD_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))
 
 
 def _shifted(w: int, amount: int, rotate: bool) -> int:
@@ -330,14 +333,14 @@ def _registers_wanted(plain: int) -> list[int]:
     def bf16(code: int) -> int:
         return (code & 8) << 12 | (code & 7) << 6
 
-    return [bf16(plain >> 4 * j & 15) | bf16(plain >> 4 * (j + 4) & 15) << 16 for j in range(4)]
+    return [bf16(plain >> 4 * lo & 15) | bf16(plain >> 4 * hi & 15) << 16 for lo, hi in TILE_WORD_PAIRS]
 
 
 def _plain_of_registers(regs: list[int]) -> int:
     def code(half: int) -> int:
         return (half >> 12 & 8) | (half >> 6 & 7)
 
-    return sum(code(r & 0xFFFF) << 4 * j | code(r >> 16) << 4 * (j + 4) for j, r in enumerate(regs))
+    return sum(code(r & 0xFFFF) << 4 * lo | code(r >> 16) << 4 * hi for (lo, hi), r in zip(TILE_WORD_PAIRS, regs))
 
 
 def _word_tables() -> tuple[list[list[int]], list[list[int]]]:

@@ -73,7 +73,7 @@ def fp4_to_f32(code):
 def tile_words_to_f32(w):
     """Words of layouts.fp4_tiles (int32 [R, W], 8 codes each under the tile layout's word map) ->
     their e2m1 values [R, 8 W] in K order, float32, exact. Register j of the map (layouts.
-    TILE_WORD_DECODE, written out here) holds codes j and j + 4 as bf16 bits of e2m1 * 2^-126;
+    TILE_WORD_DECODE, written out here) holds codes 2j and 2j + 1 as bf16 bits of e2m1 * 2^-126;
     each half moved to the top of a float32 is that value in float32, times 2^126 (fp4_to_f32)."""
     u = w.to(tl.uint32, bitcast=True)
     mask = 0x81C081C0
@@ -81,12 +81,10 @@ def tile_words_to_f32(w):
     r1 = (u << 4) & mask
     r2 = ((u << 10) | (u >> 22)) & mask
     r3 = ((u >> 2) ^ (u << 6)) & mask
-    # codes j (low halves) and j + 4 (high halves) side by side, then K order: axis order (half, bit 1, bit 0)
-    h0 = tl.join(r0 << 16, r0 & 0xFFFF0000)
-    h1 = tl.join(r1 << 16, r1 & 0xFFFF0000)
-    h2 = tl.join(r2 << 16, r2 & 0xFFFF0000)
-    h3 = tl.join(r3 << 16, r3 & 0xFFFF0000)
-    codes = tl.join(tl.join(h0, h2), tl.join(h1, h3))
+    # code 2j + half: joined on axes (j's bit 1, j's bit 0, half), each join adding the last axis
+    lo = tl.join(tl.join(r0 << 16, r2 << 16), tl.join(r1 << 16, r3 << 16))
+    hi = tl.join(tl.join(r0 & 0xFFFF0000, r2 & 0xFFFF0000), tl.join(r1 & 0xFFFF0000, r3 & 0xFFFF0000))
+    codes = tl.join(lo, hi)
     bits = tl.reshape(codes, (w.shape[0], w.shape[1] * 8))
     return bits.to(tl.float32, bitcast=True) * 8.507059173023462e37  # 2^126
 

@@ -18,7 +18,8 @@ one MXFP4 scale group (two NVFP4 ones), one 16-byte load per row, the 4 lanes of
 contiguous bytes. A word (8 codes) decodes to 4 bf16x2 registers holding codes (0, 4), (1, 5),
 (2, 6), (3, 7), the pairs one shift-and-mask reaches in both 16-bit halves; the k order inside an
 mma does not matter as long as A's column pairs are permuted the same way (prmt). Two mmas consume
-a word of each of the lane's two rows.
+a word of each of the lane's two rows. (The word map below decodes to pairs (2j, 2j + 1), A's
+columns as loaded: no permute.)
 
 Work split: a program owns ROWS (1 or 2) 16-row tiles, every warp working on all of them so that
 A's fragments are loaded once for both (M > 8, where those loads fill L1), and K_WARPS warps that
@@ -88,8 +89,9 @@ def _decode_ptx(bias: bool) -> str:
 
 def _tile_decode_ptx(bias: bool) -> str:
     """The same for a word of the tile layout, whose bits are stored under layouts' word map:
-    register j is the XOR of TILE_WORD_DECODE[j]'s shifted copies of the word, masked (two integer
-    instructions for most registers, where the plain layout's decode takes four)."""
+    register j (codes TILE_WORD_PAIRS[j]) is the XOR of TILE_WORD_DECODE[j]'s shifted copies of the
+    word, masked (two integer instructions for most registers, where the plain layout's decode takes
+    four)."""
     out = []
     for j, terms in enumerate(TILE_WORD_DECODE):
         copies = []
@@ -116,7 +118,7 @@ _TILE_DECODE_NOBIAS = tl.constexpr(_tile_decode_ptx(False))
 @triton.jit
 def _decode(word, scale, BIAS: tl.constexpr, MAPPED: tl.constexpr):
     """int32 words (MAPPED: under layouts' word map), bf16x2 scales (int32) -> 4 int32 tensors of
-    bf16x2, codes (0,4), (1,5), (2,6), (3,7)."""
+    bf16x2, codes (0,4), (1,5), (2,6), (3,7) (MAPPED: (0,1), (2,3), (4,5), (6,7))."""
     if MAPPED:
         asm: tl.constexpr = _TILE_DECODE_BIAS if BIAS else _TILE_DECODE_NOBIAS
     else:
@@ -132,6 +134,18 @@ def _pairs(x01, x23, x45, x67):
         "prmt.b32 $0, $4, $6, 0x5410;\nprmt.b32 $1, $4, $6, 0x7632;\n"
         "prmt.b32 $2, $5, $7, 0x5410;\nprmt.b32 $3, $5, $7, 0x7632;",
         "=r,=r,=r,=r,r,r,r,r", [x01, x23, x45, x67], dtype=(tl.int32,) * 4, is_pure=True, pack=1)
+
+
+@triton.jit
+def _fragment(x, MAPPED: tl.constexpr):
+    """The lane's 8 activation columns as 4 bf16x2 words [32W, 4] -> the registers that pair with
+    the decode's: the plain decode's pairs (j, j + 4) need a permute, the word map's (2j, 2j + 1)
+    are the columns as loaded."""
+    x01, x23, x45, x67 = _split4(x)
+    if MAPPED:
+        return x01, x23, x45, x67
+    else:
+        return _pairs(x01, x23, x45, x67)
 
 
 @triton.jit
@@ -254,15 +268,11 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
         wh_i = wh0 if i == 0 else (wh1 if i == 1 else (wh2 if i == 2 else wh3))
         p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0, MAPPED)
         q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0, MAPPED)
-        x = x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3))
-        b01, b23, b45, b67 = _split4(x)
-        b0, b1, b2, b3 = _pairs(b01, b23, b45, b67)
+        b0, b1, b2, b3 = _fragment(x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3)), MAPPED)
         acc0, acc1, acc2, acc3 = _mma(p0, q0, p1, q1, b0, b1, acc0, acc1, acc2, acc3)
         acc0, acc1, acc2, acc3 = _mma(p2, q2, p3, q3, b2, b3, acc0, acc1, acc2, acc3)
         if TWO_TILES:
-            y = y0 if i == 0 else (y1 if i == 1 else (y2 if i == 2 else y3))
-            e01, e23, e45, e67 = _split4(y)
-            e0, e1, e2, e3 = _pairs(e01, e23, e45, e67)
+            e0, e1, e2, e3 = _fragment(y0 if i == 0 else (y1 if i == 1 else (y2 if i == 2 else y3)), MAPPED)
             acc4, acc5, acc6, acc7 = _mma(p0, q0, p1, q1, e0, e1, acc4, acc5, acc6, acc7)
             acc4, acc5, acc6, acc7 = _mma(p2, q2, p3, q3, e2, e3, acc4, acc5, acc6, acc7)
     return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
