@@ -137,12 +137,13 @@ def _tiles(s):
     return (*layouts.fp4_tiles(wp, ws.view(torch.uint8)), s2)
 
 
-def _linear_tiles(kind, x, t, cfg=None):
-    """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly)."""
+def _linear_tiles(kind, x, t, cfg=None, max_regs=None):
+    """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly; max_regs: its register cap)."""
     wp, ws, s2 = t
     if cfg is not None:
         kind_id, g = _kind_and_g(kind, wp, s2)
-        return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True)
+        return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True,
+                                max_regs=max_regs)
     return tops.mxfp4_linear_tiles(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear_tiles(x, wp, ws, s2)
 
 
@@ -159,6 +160,9 @@ def _rel(a, b) -> float:
 # third session's work split (K split over programs only: a zeroed fp32 buffer and a conversion kernel)
 GEMV_CFGS = [(1, 8, 1, 1), (1, 8, 2, 1), (1, 4, 2, 1), (1, 16, 1, 1), (2, 8, 1, 1), (2, 8, 2, 1), (2, 4, 2, 1),
              (2, 16, 1, 1), (1, 1, 2, 8), (1, 1, 4, 4)]
+# register caps tried at M = 16 besides the default (128 with two tiles): none (0), and 96 / 80, where
+# 8-warp programs fit 2 / 3 per SM (4-warp ones 5 / 6)
+GEMV_REG_CAPS = (0, 96, 80)
 
 
 def gemv_cfg(text: str) -> tuple[int, ...]:
@@ -184,18 +188,22 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
     for m in (1, 16) if configs else ():  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         best = None
-        for cfg in GEMV_CFGS:
+        tries = [(cfg, None) for cfg in GEMV_CFGS]
+        if m > 8:
+            tries += [(cfg, cap) for cfg in GEMV_CFGS if cfg[0] == 2 and cfg[1] > 1 for cap in GEMV_REG_CAPS]
+        for cfg, cap in tries:
+            name = f"{cfg}" if cap is None else f"{cfg} max_regs {cap or 'none'}"
             try:
-                err = _rel(_linear_tiles(kind, x, tiles[0], cfg), _ref(kind, x, sets[0]))
-                t = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg) for s in tiles])
+                err = _rel(_linear_tiles(kind, x, tiles[0], cfg, cap), _ref(kind, x, sets[0]))
+                t = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg, cap) for s in tiles])
             except Exception as e:  # a config that does not compile or fit
-                sweep.append((kind, m, cfg, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
-                print(kind, m, cfg, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
+                sweep.append((kind, m, name, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
+                print(kind, m, name, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
                 continue
-            sweep.append((kind, m, cfg, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}"))
-            print(kind, m, cfg, f"{t:.1f} us", f"err {err:.1e}", flush=True)
+            sweep.append((kind, m, name, t, f"{nbytes / (t * 1e-6) / 1e12:.2f} TB/s, err {err:.1e}"))
+            print(kind, m, name, f"{t:.1f} us", f"err {err:.1e}", flush=True)
             if err < 1e-2 and (best is None or t < best[0]):
-                best = (t, cfg)
+                best = (t, name)
         print(f"{kind} M={m}: best {best}", flush=True)
     for m in ms:
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)

@@ -45,7 +45,7 @@ from bench_kernels import gemv_cfg  # noqa: E402
 K = 8192
 
 
-def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int, stages: int):
+def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int, stages: int, maxnreg=None):
     """kernel: a _launch.Kernel (its compiled twin and helpers) or a plain triton.jit function."""
     fn = getattr(kernel, "_compiled", kernel)
     names = fn.arg_names
@@ -53,15 +53,26 @@ def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int,
     sig = {n: ("constexpr" if n in const else types.get(n, "i32")) for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in div16 if n in names}
     return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs),
-                          target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+                          target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": warps, "num_stages": stages, **({"maxnreg": maxnreg} if maxnreg else {})})
 
 
-def sass_of(compiled) -> str:
+def _cuobjdump(compiled, flag: str) -> str:
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])
         f.flush()
-        return subprocess.run([str(tool), "-sass", f.name], capture_output=True, text=True, check=True).stdout
+        return subprocess.run([str(tool), flag, f.name], capture_output=True, text=True, check=True).stdout
+
+
+def sass_of(compiled) -> str:
+    return _cuobjdump(compiled, "-sass")
+
+
+def resources(compiled) -> str:
+    """"registers R, stack S bytes" of the compiled kernel (ptxas' allocation)."""
+    m = re.search(r"REG:(\d+).*?STACK:(\d+)", _cuobjdump(compiled, "-res-usage"))
+    return f"registers {m.group(1)}, stack {m.group(2)} bytes" if m else "registers ?"
 
 
 def loops(sass: str) -> list[collections.Counter]:
@@ -84,6 +95,8 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", type=gemv_cfg, default=(1, 8, 1, 1))
     p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles")
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
+    p.add_argument("--max-regs", type=int, default=None,
+                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default 128 with rows = 2, 0 none)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
@@ -100,20 +113,23 @@ def main(argv=None) -> int:
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
                      TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
+        cap = (128 if rows == 2 else None) if a.max_regs is None else (a.max_regs or None)  # as fp4_gemv_mma
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
         const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=K // bk, stride_ak=1)
         weights = bn * bk / (32 * warps)
+        cap = None
     else:
         p.error("a five-number --cfg is the M = 1 CUDA-core kernel; M >= 2 counts the tensor-core kernel")
-    compiled = compile_sm90(kernel, types, const, div16, warps, stages)
+    compiled = compile_sm90(kernel, types, const, div16, warps, stages, cap)
     if kernel is fvm._fp4_gemv_mma:
         fvm.check_lanes(compiled, warps)  # the guard the GPU launch runs: raises if the lanes are wrong
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
         top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))
         print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
+    print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: {resources(compiled)}")
     return 0
 
 

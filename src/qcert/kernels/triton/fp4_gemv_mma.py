@@ -487,11 +487,13 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
 
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
-                 block_m=None, tiled: bool = False, mapped: bool = False):
+                 block_m=None, tiled: bool = False, mapped: bool = False, max_regs: int | None = None):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
+    max_regs: registers per thread ptxas may use; None: 128 with two 16-row tiles per program (rows
+    = 2), else no cap; 0: no cap.
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -536,9 +538,9 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
         ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
         num_stages=1,
-        # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16) only one fit,
-        # 31 us instead of 22 at N = K = 8192
-        maxnreg=128 if rows == 2 else None,
+        # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word
+        # map) only one fit, 31 us instead of 22 at N = K = 8192
+        maxnreg=(128 if rows == 2 else None) if max_regs is None else (max_regs or None),
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
