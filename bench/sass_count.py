@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
                      TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
-        cap = (128 if rows == 2 else None) if a.max_regs is None else (a.max_regs or None)  # as fp4_gemv_mma
+        cap = fvm.register_cap(rows, a.max_regs)
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel

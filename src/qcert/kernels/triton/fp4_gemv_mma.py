@@ -477,6 +477,15 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     return rows, k_warps, chunks, split
 
 
+def register_cap(rows: int, max_regs: int | None = None) -> int | None:
+    """The maxnreg a launch passes (fp4_gemv_mma's max_regs; None: the default). Two tiles want 2
+    programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word map) only one fit,
+    31 us instead of 22 at N = K = 8192."""
+    if max_regs is None:
+        return 128 if rows == 2 else None
+    return max_regs or None
+
+
 def as_words(w: torch.Tensor) -> torch.Tensor:
     """Packed e2m1 bytes [..., K // 2] -> int32 words [..., K // 8] (8 codes each), copied only when
     the rows are not 4-byte aligned."""
@@ -537,10 +546,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
         ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
-        num_stages=1,
-        # two tiles want 2 programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word
-        # map) only one fit, 31 us instead of 22 at N = K = 8192
-        maxnreg=(128 if rows == 2 else None) if max_regs is None else (max_regs or None),
+        num_stages=1, maxnreg=register_cap(rows, max_regs),
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
