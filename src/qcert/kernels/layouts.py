@@ -292,12 +292,9 @@ def _permute(t: torch.Tensor, shape: tuple, perm: tuple, inverse: bool) -> torch
 
 def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     t, steps, per = _tile_dims(w, s, what)
-    shape = (t, 2, 8, steps, 4, 16)
-    if inverse:
-        w_out = _permute(_like(_map_words(_bytes(w), True), w), shape, _W_PERM, True)
-    else:
-        w_out = _like(_map_words(_bytes(_permute(w, shape, _W_PERM, False)), False), w)
-    return w_out, _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse)
+    # the permutation moves whole 16-byte lane pieces, so it commutes with the per-word map
+    return (_permute(_mapped(w, inverse), (t, 2, 8, steps, 4, 16), _W_PERM, inverse),
+            _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse))
 
 
 # The word map. The GEMV decodes a word into 4 bf16x2 registers, register j holding codes 2j and
@@ -402,10 +399,15 @@ def _map_words(b: torch.Tensor, inverse: bool) -> torch.Tensor:
     return out.view(torch.uint8)
 
 
+def _mapped(w: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """Packed FP4 weights with every word mapped (or unmapped), same dtype and shape."""
+    return _like(_map_words(_bytes(w), inverse), w)
+
+
 def _fp4_words(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     if w.dim() < 2 or w.shape[-1] % 4:
         raise ValueError(f"{what}: expected packed weights [..., N, K/2] with K a multiple of 8, got {tuple(w.shape)}")
-    return _like(_map_words(_bytes(w), inverse), w), s
+    return _mapped(w, inverse), s
 
 
 def fp4_words(w: torch.Tensor, s: torch.Tensor):

@@ -225,7 +225,7 @@ def fp4_gemm(
     if rows == 0:
         return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
     if mapped:
-        w = w.view(torch.int32)
+        w = fp4_gemv_mma.as_words(w)
     fp4_gemm_kernel.on(a.device)[grid](
         a, a_rows if a_rows is not None else dummy, w, scales,
         g if g is not None else dummy, block_expert if block_expert is not None else dummy,
