@@ -31,7 +31,8 @@ per 16 rows x 128 columns (a "block": one warp's mma step):
   N = K = 8192 MXFP4 matrix with the activation loads of M = 8; bench/results/h100-triton.md).
   Inside each 4-byte word (8 codes, code j at bits 4j..4j+3 in the plain layout) the bits are then
   mapped by a fixed linear map over GF(2) (TILE_WORD_DECODE) that lets the GEMV decode a pair of
-  codes in two integer instructions instead of four.
+  codes in two integer instructions instead of four. MXFP4 block scales must suit the GEMV's
+  one-multiply decode (MX_TILES_SCALES); fp4_tiles refuses weights that do not.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     t, steps, per = _tile_dims(w, s, what)
     problem = None if inverse else fp4_tiles_problem(w, s)
     if problem:
-        raise ValueError(f"{what}: {problem}")
+        raise ValueError(f"{what}: MXFP4 block {problem[0]} of scales {tuple(s.shape)}: {problem[1]}")
     # the permutation moves whole 16-byte lane pieces, so it commutes with the per-word map
     return (_permute(_mapped(w, inverse), (t, 2, 8, steps, 4, 16), _W_PERM, inverse),
             _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse))
@@ -417,9 +418,10 @@ MX_TILES_OFFSET = 16
 MX_TILES_SCALES = (MX_TILES_OFFSET + 2, MX_TILES_OFFSET + 128)
 
 
-def fp4_tiles_problem(w: torch.Tensor, s: torch.Tensor) -> str | None:
+def fp4_tiles_problem(w: torch.Tensor, s: torch.Tensor) -> tuple[tuple[int, ...], str] | None:
     """None when packed FP4 weights [..., N, K/2] with scales [..., N, K/G] can take the tile
-    layout's decode (always for NVFP4, G = 16); else the first MXFP4 block that cannot, and why."""
+    layout's decode (always for NVFP4, G = 16); else the first MXFP4 block that cannot (its index
+    [..., row, block] in the scales) and why."""
     if s.shape[-1] * 16 != w.shape[-1]:  # not one scale per 16 bytes (32 codes): not MXFP4
         return None
     u = _bytes(s).to(torch.int32)
@@ -432,8 +434,8 @@ def fp4_tiles_problem(w: torch.Tensor, s: torch.Tensor) -> str | None:
         return None
     at = tuple(bad.nonzero()[0].tolist())
     e = int(u[at])
-    return (f"MXFP4 block {at} (index [..., row, block]) has scale byte {e} (2^{e - 127}) and nonzero codes; the "
-            f"tile layout takes block scales 2^{lo - 127} .. 2^{hi - 127} (bytes {lo}..{hi}, 255 = NaN)")
+    return at, (f"scale byte {e} (2^{e - 127}) on nonzero codes: the tile layout's MXFP4 decode takes block "
+                f"scales 2^{lo - 127} .. 2^{hi - 127} (bytes {lo}..{hi}, 255 = NaN)")
 
 
 def _mapped(w: torch.Tensor, inverse: bool) -> torch.Tensor:

@@ -150,14 +150,16 @@ def test_fp4_words_in_place(engine, fmt, op):
 @case("layouts/mxfp4-scale-window",
       "an MXFP4 linear with a nonzero block whose scale the tile layout's one-multiply decode cannot take keeps "
       "the plain layout and its checkpoint bytes while the other linears take the tiles; a backend that reads "
-      "the tiles, asked for, then fails at forward with an error naming the block's scale byte",
-      features=["layouts", "bad-input", "mxfp4", "llama", "quark"], raises=(ValueError, "scale byte 3 "))
+      "the tiles, asked for, then fails at forward with an error naming the checkpoint tensor, block and scale byte "
+      "(the up_proj shard of a fused gate_up_proj here)",
+      features=["layouts", "bad-input", "mxfp4", "llama", "quark"],
+      raises=(ValueError, "model.layers.0.mlp.up_proj.weight_scale[5, 1]: scale byte 3 "))
 def test_mxfp4_scale_window(engine, expected_error, tmp_path):
-    layer = "model.layers.0.mlp.down_proj"
+    layer, tensor = "model.layers.0.mlp.gate_up_proj", "model.layers.0.mlp.up_proj.weight_scale"
 
     def tiny_scale(t):  # one block gets the scale 2^-124, far below the tile layout's
-        t[f"{layer}.weight_scale"] = t[f"{layer}.weight_scale"].clone()
-        t[f"{layer}.weight_scale"].view(torch.uint8)[0, 0] = 3
+        t[tensor] = t[tensor].clone()
+        t[tensor].view(torch.uint8)[5, 1] = 3
 
     path = ck.rewrite_tensors(ck.copy(fixtures.cached("llama", "quark-mxfp4"), tmp_path / "ckpt"), tiny_scale)
     plain, laid = engine.load(path), engine.load(path, backends=TILES)
