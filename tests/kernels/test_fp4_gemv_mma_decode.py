@@ -12,8 +12,6 @@ from qcert.kernels import layouts
 from qcert.kernels.fp4 import E2M1_VALUES
 
 fvm = pytest.importorskip("qcert.kernels.triton.fp4_gemv_mma")
-import triton.language as tl  # noqa: E402  (triton is there once fvm imported)
-from qcert.kernels.triton._launch import Kernel  # noqa: E402
 
 M32 = 0xFFFFFFFF
 
@@ -104,70 +102,3 @@ def test_tile_word_map_round_trips_and_matches_its_registers():
 def test_word_map_refuses_rows_of_partial_words():
     with pytest.raises(ValueError, match=r"fp4_words: .*K a multiple of 8.*\(4, 6\)"):
         layouts.fp4_words(torch.zeros(4, 6, dtype=torch.uint8), None)
-
-
-def _scale_probe(u_ptr, out_ptr, conv: tl.constexpr, TILED: tl.constexpr):
-    i = tl.arange(0, 256)
-    tl.store(out_ptr + i, conv(tl.load(u_ptr + i), TILED))
-
-
-def _scale_registers(tiled: bool) -> list[int]:
-    """The kernel's e8m0 -> bf16x2 scale register for every byte, interpreted on CPU."""
-    u = torch.arange(256, dtype=torch.int32)
-    out = torch.empty(256, dtype=torch.int32)
-    Kernel(_scale_probe, conv=fvm._e8m0_bf16.fn).on(u.device)[(1,)](u, out, TILED=tiled)
-    return [x & M32 for x in out.tolist()]
-
-
-def test_e8m0_scale_registers_plain_and_word_layouts():
-    """2^(u - 127) in both halves for every byte, against torch's float8_e8m0fnu (255 NaN)."""
-    want = torch.arange(256, dtype=torch.uint8).view(torch.float8_e8m0fnu).float().tolist()
-    for u, reg in enumerate(_scale_registers(False)):
-        assert reg >> 16 == reg & 0xFFFF
-        got = _bf16(reg)
-        assert (got != got and want[u] != want[u]) or got == want[u], f"byte {u}: {got} != {want[u]}"
-
-
-def test_tiled_mxfp4_decode_is_exact_with_one_multiply():
-    """MXFP4 in the tile layout: the decode without the 2^126 multiply, times the kernel's
-    re-biased scale register, is e2m1 * 2^(u - 127) * 2^-MX_TILES_OFFSET exactly for every code and
-    every byte u in MX_TILES_SCALES; +-0 codes stay signed zeros at every other byte; 255 is NaN.
-    The epilogue's 2^MX_TILES_OFFSET then restores the plain layout's values (the GPU tests
-    compare the two layouts bit for bit)."""
-    text = fvm._tile_decode_ptx(False)
-    lo, hi = layouts.MX_TILES_SCALES
-    regs = _scale_registers(True)
-    words = [c * 0x11111111 for c in range(16)] + [0x76543210, 0xFEDCBA98]
-    for u, scale_reg in enumerate(regs):
-        scale = 2.0 ** (u - 127 - layouts.MX_TILES_OFFSET)
-        for plain in words if lo <= u <= hi or u == 255 else [0, 0x88888888, 0x80808080]:
-            out = run_ptx(text, {"$4": layouts._map_word(plain), "$5": scale_reg})
-            got = [(_bf16(out[f"${j}"]), _bf16(out[f"${j}"] >> 16)) for j in range(4)]
-            if u == 255:
-                assert all(a != a and b != b for a, b in got), f"byte 255, word {plain:#010x}: {got}"
-                continue
-            want = _wanted(plain, scale, layouts.TILE_WORD_PAIRS)
-            assert got == want, f"byte {u}, word {plain:#010x}: {got} != {want}"
-            signs = [(struct.pack("<f", a)[3] >> 7, struct.pack("<f", b)[3] >> 7) for a, b in got]
-            assert signs == [((plain >> 4 * a + 3) & 1, (plain >> 4 * b + 3) & 1) for a, b in layouts.TILE_WORD_PAIRS]
-
-
-def test_tile_layout_refuses_mxfp4_scales_one_multiply_cannot_take():
-    lo, hi = layouts.MX_TILES_SCALES
-    w = torch.full((16, 64), 0x21, dtype=torch.uint8)  # codes 1 and 2 (0.5, 1.0): nonzero in every block
-    s = torch.full((16, 4), 127, dtype=torch.uint8)
-    assert layouts.fp4_tiles_problem(w, s) is None
-    for byte in (lo, hi, 255):
-        s[3, 2] = byte
-        assert layouts.fp4_tiles_problem(w, s) is None
-    for byte in (lo - 1, hi + 1, 0):
-        s[3, 2] = byte
-        with pytest.raises(ValueError, match=rf"fp4_tiles: MXFP4 block \(3, 2\) of scales \(16, 4\): scale byte {byte} "):
-            layouts.fp4_tiles(w, s)
-        layouts.fp4_tiles_inverse(w, s)  # the inverse reads what the layout holds; it checks nothing
-        layouts.fp4_words(w, s)  # the MoE's layout multiplies twice: any scale goes
-        w[3, 32:48] = 0x88  # that block's codes all -0: any scale gives -0
-        assert layouts.fp4_tiles_problem(w, s) is None
-        w[3, 32:48] = 0x21
-    # NVFP4 (a scale per 8 bytes) multiplies once already: any scale goes
-    assert layouts.fp4_tiles_problem(w, torch.zeros(16, 8, dtype=torch.float8_e4m3fn)) is None

@@ -31,8 +31,7 @@ per 16 rows x 128 columns (a "block": one warp's mma step):
   N = K = 8192 MXFP4 matrix with the activation loads of M = 8; bench/results/h100-triton.md).
   Inside each 4-byte word (8 codes, code j at bits 4j..4j+3 in the plain layout) the bits are then
   mapped by a fixed linear map over GF(2) (TILE_WORD_DECODE) that lets the GEMV decode a pair of
-  codes in two integer instructions instead of four. MXFP4 block scales must suit the GEMV's
-  one-multiply decode (MX_TILES_SCALES); fp4_tiles refuses weights that do not.
+  codes in two integer instructions instead of four.
 """
 
 from __future__ import annotations
@@ -49,9 +48,6 @@ __all__ = [
     "fp4_tiles",
     "fp4_tiles_inverse",
     "fp4_tiles_fit",
-    "fp4_tiles_problem",
-    "MX_TILES_OFFSET",
-    "MX_TILES_SCALES",
     "fp4_words",
     "fp4_words_inverse",
     "tile_word_registers",
@@ -296,9 +292,6 @@ def _permute(t: torch.Tensor, shape: tuple, perm: tuple, inverse: bool) -> torch
 
 def _fp4_tiles(w: torch.Tensor, s: torch.Tensor, inverse: bool, what: str):
     t, steps, per = _tile_dims(w, s, what)
-    problem = None if inverse else fp4_tiles_problem(w, s)
-    if problem:
-        raise ValueError(f"{what}: MXFP4 block {problem[0]} of scales {tuple(s.shape)}: {problem[1]}")
     # the permutation moves whole 16-byte lane pieces, so it commutes with the per-word map
     return (_permute(_mapped(w, inverse), (t, 2, 8, steps, 4, 16), _W_PERM, inverse),
             _permute(s, (t, 2, 8, steps, 4, per), _S_PERM, inverse))
@@ -404,38 +397,6 @@ def _map_words(b: torch.Tensor, inverse: bool) -> torch.Tensor:
     for i, t in enumerate(lut):
         out ^= t[((w >> (width * i)) & ((1 << width) - 1)).long()]
     return out.view(torch.uint8)
-
-
-# MXFP4 in the tile layout. The tensor-core GEMV multiplies a decoded register (e2m1 * 2^-126) once,
-# by the bf16 2^(e - 1 - MX_TILES_OFFSET) of the block's scale byte e, and takes the
-# 2^MX_TILES_OFFSET it leaves out back in fp32 after the sums (as NVFP4 does with its 2^-9); the
-# plain and fp4_words layouts multiply twice (2^126, then 2^(e - 127)) and take any scale. One
-# multiply is exact while the multiplier is finite and every product a normal bf16: e in
-# MX_TILES_SCALES (block scales 2^-109 .. 2^17), or a block whose codes are all +-0 (the kernel
-# clamps e), or e = 255 (NaN). Weights with a nonzero block outside keep the plain layout. (Not
-# fp4_words: an MoE's w13 and w2 must share a layout, and the check sees one weight at a time.)
-MX_TILES_OFFSET = 16
-MX_TILES_SCALES = (MX_TILES_OFFSET + 2, MX_TILES_OFFSET + 128)
-
-
-def fp4_tiles_problem(w: torch.Tensor, s: torch.Tensor) -> tuple[tuple[int, ...], str] | None:
-    """None when packed FP4 weights [..., N, K/2] with scales [..., N, K/G] can take the tile
-    layout's decode (always for NVFP4, G = 16); else the first MXFP4 block that cannot (its index
-    [..., row, block] in the scales) and why."""
-    if s.shape[-1] * 16 != w.shape[-1]:  # not one scale per 16 bytes (32 codes): not MXFP4
-        return None
-    u = _bytes(s).to(torch.int32)
-    lo, hi = MX_TILES_SCALES
-    bad = (u < lo) | ((u > hi) & (u != 255))
-    if bool(bad.any()):
-        codes = _bytes(w).reshape(*u.shape, 16)
-        bad &= (codes & 0x77).ne(0).any(-1)  # a block of +-0 codes gives +-0 at any scale
-    if not bool(bad.any()):
-        return None
-    at = tuple(bad.nonzero()[0].tolist())
-    e = int(u[at])
-    return at, (f"scale byte {e} (2^{e - 127}) on nonzero codes: the tile layout's MXFP4 decode takes block "
-                f"scales 2^{lo - 127} .. 2^{hi - 127} (bytes {lo}..{hi}, 255 = NaN)")
 
 
 def _mapped(w: torch.Tensor, inverse: bool) -> torch.Tensor:

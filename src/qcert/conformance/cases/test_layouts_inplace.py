@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from qcert import fixtures
-from qcert.conformance import checkpoints as ck
 from qcert.conformance.case import case
 from qcert.kernels import layouts
 
@@ -145,28 +144,3 @@ def test_fp4_words_in_place(engine, fmt, op):
     check_in_place_and_after_update(engine, fixtures.cached("deepseek-v3", fmt),
                                     fixtures.cached("deepseek-v3", fmt, seed=1), WORDS, expert_layers,
                                     layouts.fp4_words, "fp4_words", op, moved=("weight",))
-
-
-@case("layouts/mxfp4-scale-window",
-      "an MXFP4 linear with a nonzero block whose scale the tile layout's one-multiply decode cannot take keeps "
-      "the plain layout and its checkpoint bytes while the other linears take the tiles; a backend that reads "
-      "the tiles, asked for, then fails at forward with an error naming the checkpoint tensor, block and scale byte "
-      "(the up_proj shard of a fused gate_up_proj here)",
-      features=["layouts", "bad-input", "mxfp4", "llama", "quark"],
-      raises=(ValueError, "model.layers.0.mlp.up_proj.weight_scale[5, 1]: scale byte 3 "))
-def test_mxfp4_scale_window(engine, expected_error, tmp_path):
-    layer, tensor = "model.layers.0.mlp.gate_up_proj", "model.layers.0.mlp.up_proj.weight_scale"
-
-    def tiny_scale(t):  # one block gets the scale 2^-124, far below the tile layout's
-        t[tensor] = t[tensor].clone()
-        t[tensor].view(torch.uint8)[5, 1] = 3
-
-    path = ck.rewrite_tensors(ck.copy(fixtures.cached("llama", "quark-mxfp4"), tmp_path / "ckpt"), tiny_scale)
-    plain, laid = engine.load(path), engine.load(path, backends=TILES)
-    pp, pl = plain.parameters(), laid.parameters()
-    moved = {r["param"].rsplit(".", 1)[0] for r in laid.report()["transforms"] if r["transform"] == "fp4_tiles"}
-    assert moved and layer not in moved, f"{layer} took the tile layout (or nothing did): {sorted(moved)[:4]}"
-    for p in ("weight", "weight_scale"):
-        assert torch.equal(raw(pl[f"{layer}.{p}"]), raw(pp[f"{layer}.{p}"])), f"{layer}.{p} is not the checkpoint's"
-    with expected_error:
-        laid.forward(IDS)

@@ -4,8 +4,7 @@ Dense MXFP4/NVFP4 linears get it when the backend that will run them consumes it
 (bf16 activations on an NVIDIA GPU, where the tensor-core GEMV reads each warp step's weights as
 one 1 KB block instead of 64-byte runs of 16 rows; bench/results/h100-triton.md), or the
 torch_tiles stand-in when asked for. Shapes without whole 16-row tiles and 128-column steps keep
-the plain layout, as do MXFP4 weights with block scales the GEMV's one-multiply decode cannot take
-(layouts.fp4_tiles_problem); the backend's own check refuses other activation dtypes and ROCm.
+the plain layout; the backend's own check refuses other activation dtypes and ROCm.
 The permuted bytes go back into the SAME Parameters (same shape, dtype and storage), so weight
 updates write the plain layout into them and rerun the transform (quant/methods.py).
 """
@@ -29,24 +28,7 @@ def wants_layout(layer: QLinear) -> bool:
 
 def applies(layer) -> bool:
     return (isinstance(layer, QLinear) and not layer.stacked and layer.layout == "plain" and layer.scheme.format in OPS
-            and layouts.fp4_tiles_fit(layer.n, layer.k) and wants_layout(layer) and scales_fit(layer))
-
-
-def scales_fit(layer: QLinear) -> bool:
-    """Whether the GEMV's one-multiply MXFP4 decode takes the layer's block scales
-    (layouts.fp4_tiles_problem). If not, the layer keeps the plain layout and the plain backends,
-    and the reason, naming the checkpoint tensor, stays on it for the error a requested tile
-    backend then gives at forward."""
-    problem = layouts.fp4_tiles_problem(layer.weight.data, layer.weight_scale.data)
-    layer.layout_refused = None
-    if problem:
-        (row, block), why = problem
-        shard = 0
-        while row >= layer.rows[shard]:  # fused layers: the shard (checkpoint tensor) holding the row
-            row -= layer.rows[shard]
-            shard += 1
-        layer.layout_refused = f"{layer.shard_sources[0][shard]}.weight_scale[{row}, {block}]: {why}"
-    return problem is None
+            and layouts.fp4_tiles_fit(layer.n, layer.k) and wants_layout(layer))
 
 
 CHUNK_ROWS = 256  # whole 16-row tiles: a tile's bytes stay inside its rows' byte range

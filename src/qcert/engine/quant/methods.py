@@ -16,14 +16,7 @@ from .scheme import Scheme
 def call_op(layer, op: str, *args, **kwargs):
     requested = getattr(layer, "backend_requests", {}).get(op)
     ctx = registry.OpContext.from_tensor(args[0])
-    try:
-        backend, out = registry.run(op, ctx, args, kwargs, requested, layout=getattr(layer, "layout", "plain"))
-    except registry.BackendUnavailable as e:
-        refused = getattr(layer, "layout_refused", None)
-        if refused:
-            raise registry.BackendUnavailable(e.op, e.backend, f"{e.reason}; this layer kept the plain layout: "
-                                                               f"{refused}") from e
-        raise
+    backend, out = registry.run(op, ctx, args, kwargs, requested, layout=getattr(layer, "layout", "plain"))
     layer.__dict__.setdefault("backends_used", {})[op] = backend.name
     return out
 

@@ -32,21 +32,17 @@ are one 1 KB block (the lane's 16 bytes at 16 * lane in each half) and the lane'
 both rows one 2- or 4-byte load, so a warp load instruction reads 512 contiguous bytes instead of
 64-byte runs of 8 rows. With the plain layout the loads alone take about as long as the kernel
 (bench/load_probe.py). Its words are stored under layouts' word map, so a pair of codes decodes in
-two integer instructions instead of four (`_tile_decode_ptx`), and its MXFP4 decode multiplies once
-(below).
+two integer instructions instead of four (`_tile_decode_ptx`).
 
 Grouped mode (the MoE at decode sizes, moe.py): grid axis 2 walks M-blocks of block_m <= 16
 rows; a program takes its block's expert (W, scales and g offset by it; an unused block, expert -1,
 reads no weights and writes zeros) and gathers A's rows through the routing's token ids.
 
 Exactness: the decode yields e2m1 * 2^-126 (bits placed in a bf16's subnormal/low exponent range),
-times 2^126 and the block scale in bf16. MXFP4 in the plain and fp4_words layouts takes two
-multiplies (2^126, then 2^(e - 127)), so any scale works. NVFP4 takes one (the scale times 2^117;
-the 2^-9 left over is taken back in fp32 at the end), and so does MXFP4 in the tile layout (the
-scale byte re-biased to 2^(e - 1 - MX_TILES_OFFSET), 2^MX_TILES_OFFSET taken back at the end),
-whose transform refuses weights with block scales that cannot take it (layouts.MX_TILES_SCALES).
-e2m1 times a power of two or an e4m3 value has at most 6 significant bits, so every decoded weight
-is exact and the tensor cores add exact products in fp32, as the reference does.
+times 2^126 and the block scale in bf16 (MXFP4: two multiplies; NVFP4: one, the scale times 2^117,
+and the 2^-9 left over is taken back in fp32 at the end). e2m1 times a power of two or an e4m3
+value has at most 6 significant bits, so every decoded weight is exact and the tensor cores add
+exact products in fp32, as the reference does.
 
 Figures and what was tried: bench/results/h100-triton.md.
 """
@@ -59,15 +55,17 @@ import torch
 import triton
 import triton.language as tl
 
-from ..layouts import MX_TILES_OFFSET, MX_TILES_SCALES, TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
+from ..layouts import TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
 from . import _helpers as h
 from ._launch import device_facts, split_k_result, split_k_target
 
 
 def _scale_ptx(out: list[str], bias: bool) -> str:
     """The decodes' common tail: registers t0..t3 hold bf16x2 of e2m1 * 2^-126 -> $0..$3, times 2^126
-    (`bias`, 0x7E80; NVFP4's scale and the tile layout's MXFP4 scale carry it already) and times the
-    scale $5 (the same bf16 scale twice), -0 as the addend keeping the sign of zero."""
+    (`bias`, 0x7E80; NVFP4's scale carries it already) and times the scale $5 (the same bf16 scale
+    twice), -0 as the addend keeping the sign of zero. (Skipping the 2^126 multiply where a warp's
+    scales allow folding it into them, behind a vote and a branch, saved 6 % of the loop's
+    instructions and split it into a block per word; not kept.)"""
     for j in range(4):
         if bias:
             out.append(f"fma.rn.bf16x2 t{j}, t{j}, bias, nz;")
@@ -110,12 +108,6 @@ def _tile_decode_ptx(bias: bool) -> str:
         out.append(f"and.b32 t{j}, {f't{j}' if len(copies) == 2 else copies[0]}, {TILE_WORD_MASK:#010x};")
     return _scale_ptx(out, bias)
 
-
-# MXFP4 in the tile layout: scale bytes re-biased to fold in the decode's 2^126, less the
-# 2^MX_TILES_OFFSET the epilogue takes back (layouts.MX_TILES_SCALES)
-_MX_REBIAS = tl.constexpr(126 - MX_TILES_OFFSET)
-_MX_TOP = tl.constexpr(MX_TILES_SCALES[1])
-_MX_UNFOLD = tl.constexpr(float(2**MX_TILES_OFFSET))
 
 _DECODE_BIAS = tl.constexpr(_decode_ptx(True))
 _DECODE_NOBIAS = tl.constexpr(_decode_ptx(False))
@@ -195,7 +187,7 @@ def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, sc
 @triton.jit
 def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, pid_k, M, N, stride_g,
               stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
-              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr, K_WARPS: tl.constexpr, TILED: tl.constexpr):
+              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr, K_WARPS: tl.constexpr):
     """One 16-row tile's accumulators, summed over the K warps (lane l of the sums: rows row_lo[l]
     and row_lo[l] + 8) -> C (times g and NVFP4's 2^9, plus the bias on split 0)."""
     acc0, acc1, acc2, acc3 = (_sum_k_warps(acc0, K_WARPS), _sum_k_warps(acc1, K_WARPS),
@@ -205,8 +197,7 @@ def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, 
                                   _sum_k_warps(acc6, K_WARPS), _sum_k_warps(acc7, K_WARPS))
     r_lo = tl.minimum(row_lo, N - 1).to(tl.int64)  # clamped for the loads
     r_hi = tl.minimum(row_lo + 8, N - 1).to(tl.int64)
-    # what the scales left out: NVFP4's 2^-9, the tile layout's MXFP4 2^-MX_TILES_OFFSET
-    unfold = (_MX_UNFOLD if TILED else 1.0) if SCALE_KIND == 0 else 512.0
+    unfold = 1.0 if SCALE_KIND == 0 else 512.0  # NVFP4's scales carried 2^-9
     scale_lo = tl.full(row_lo.shape, unfold, tl.float32)
     scale_hi = scale_lo
     if HAS_G:
@@ -259,25 +250,24 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
         j = tl.arange(0, PER)[None, :]
         b = _ld(sl_row[:, None] + s_col[:, None] + j, (k_lane < K)[:, None], EVEN_K, "").to(tl.int32)
         if SCALE_KIND == 0:
-            sc_lo0, sc_hi0 = tl.split(_e8m0_bf16(b, True))
+            sc_lo0, sc_hi0 = tl.split(_e8m0_bf16(b))
             sc_lo1, sc_hi1 = sc_lo0, sc_hi0
         else:
             sc_lo0, sc_lo1, sc_hi0, sc_hi1 = _split4(_e4m3_bf16_folded(b))
     elif SCALE_KIND == 0:  # one group of 32
-        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32), False)
-        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32), False)
+        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
+        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
     else:  # two groups of 16
         sc_lo0, sc_lo1 = _e4m3_pair(sl_row, s_col, k_lane, K, EVEN_K)
         sc_hi0, sc_hi1 = _e4m3_pair(sh_row, s_col, k_lane, K, EVEN_K)
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
-    BIAS: tl.constexpr = SCALE_KIND == 0 and not TILED  # the tile layout's MXFP4 scales carry the 2^126
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
         wl_i = wl0 if i == 0 else (wl1 if i == 1 else (wl2 if i == 2 else wl3))
         wh_i = wh0 if i == 0 else (wh1 if i == 1 else (wh2 if i == 2 else wh3))
-        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, BIAS, MAPPED)
-        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, BIAS, MAPPED)
+        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0, MAPPED)
+        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0, MAPPED)
         b0, b1, b2, b3 = _fragment(x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3)), MAPPED)
         acc0, acc1, acc2, acc3 = _mma(p0, q0, p1, q1, b0, b1, acc0, acc1, acc2, acc3)
         acc0, acc1, acc2, acc3 = _mma(p2, q2, p3, q3, b2, b3, acc0, acc1, acc2, acc3)
@@ -386,12 +376,11 @@ def _fp4_gemv_mma(
 
     lane = tl.arange(0, 32)
     _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
-              pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS,
-              TILED)
+              pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
     if ROWS == 2:
         _epilogue(c_ptr, g_ptr, bias_ptr, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
                   pid_n * (16 * ROWS) + 16 + lane // 4, pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G,
-                  HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS, TILED)
+                  HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
 
 
 @triton.jit
@@ -412,14 +401,10 @@ def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
 
 
 @triton.jit
-def _e8m0_bf16(u, TILED: tl.constexpr):
-    """e8m0 byte (int32) -> bf16x2 (int32), the same value twice: 2^(u-127), bits u << 7 (0 is the
-    subnormal 2^-127); TILED: 2^(u-1-MX_TILES_OFFSET), the decode's 2^126 folded in, u clamped to
-    the top of layouts.MX_TILES_SCALES (only blocks of zeros reach past it). 255 is NaN."""
-    if TILED:
-        bits = tl.where(u == 255, 0x7FC0, (tl.minimum(u, _MX_TOP) + _MX_REBIAS) << 7)
-    else:
-        bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
+def _e8m0_bf16(u):
+    """e8m0 byte (int32) -> bf16x2 (int32) of 2^(u-127) twice: bits u << 7; 0 is the subnormal
+    2^-127, 255 NaN."""
+    bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
     return bits * 0x10001
 
 
