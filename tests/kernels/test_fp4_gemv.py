@@ -149,7 +149,11 @@ TILED_CASES = [  # kind, M, N, K, cfg: weights in layouts.fp4_tiles (whole 16-ro
 @pytest.mark.parametrize("kind,m,n,k,cfg", TILED_CASES)
 def test_fp4_gemv_mma_on_tiles_equals_the_plain_layout(kind, m, n, k, cfg):
     """The tile-layout GEMV (per warp step one 1 KB weight block and the lane's scale bytes in one
-    load) against the reference, and bit for bit against the same kernel on the plain layout."""
+    load, MXFP4 with one multiply) against the reference and the plain layout, and bit for bit
+    against the same kernel on the same words in plain rows (layouts.fp4_words, two multiplies).
+    Not bit for bit against the plain layout: its decode pairs codes (j, j + 4), the word map's
+    (2j, 2j + 1), and the tensor cores add a k16's products in an order of their own, so the last
+    bits differ (measured on the H100, 2026-12-07)."""
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm
 
@@ -159,9 +163,12 @@ def test_fp4_gemv_mma_on_tiles_equals_the_plain_layout(kind, m, n, k, cfg):
     tw, ts = layouts.fp4_tiles(wp, ws)
     got = fvm.fp4_gemv_mma(x, fvm.as_words(tw), ts, kind_id, g, bias, None, torch.float32, cfg, tiled=True)
     plain = fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, bias, None, torch.float32, cfg)
+    mw = layouts.fp4_words(wp, ws)[0]
+    mapped = fvm.fp4_gemv_mma(x, fvm.as_words(mw), ws, kind_id, g, bias, None, torch.float32, cfg, mapped=True)
     assert_close_rel(got, want, "fp32")
+    assert_close_rel(got, plain, "fp32")
     if cfg is None or cfg[3] == 1:  # split over programs adds with atomics: the order may differ
-        assert torch.equal(got, plain)
+        assert torch.equal(got, mapped)
 
 
 def test_tile_layout_refuses_shapes_it_cannot_hold():

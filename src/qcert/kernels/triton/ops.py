@@ -93,16 +93,15 @@ def _tiles_available(ctx) -> "bool | str":
     return True
 
 
-# The tile layout's GEMV was the faster one on the H100 (bench/results/h100-triton.md) and preferred
-# over BACKEND (priority 45) until its words took the word map (layouts.TILE_WORD_DECODE), which has
-# not yet run on a GPU: behind BACKEND (55) until a hardware run passes with it; ask for it by name.
+# The tile layout's GEMV is the faster one on the H100 (bench/results/h100-triton.md: 1.17-1.24x the
+# plain layout at M = 1..8 with the word map), so preferred over BACKEND.
 for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
-    register_backend(_op, TILES, _fn, _tiles_available, priority=55, layout="fp4_tiles")
+    register_backend(_op, TILES, _fn, _tiles_available, priority=45, layout="fp4_tiles")
 
 
 # The MoE on experts in layouts.fp4_words (engine/quant/fp4_words_layout.py applies it at load): the
-# grouped GEMMs decode each word in fewer instructions (docs/kernels.md). Behind BACKEND (priority 55)
-# until a hardware run has passed with it; ask for it by name meanwhile.
+# grouped GEMMs decode each word in fewer instructions (docs/kernels.md); preferred over BACKEND since
+# its first hardware run passed (bench/results/h100-qcert-run.md, 2026-12-07).
 WORDS = "triton_words"
 
 
@@ -115,4 +114,4 @@ def nvfp4_moe_words(*args, **kwargs):
 
 
 for _op, _fn in (("mxfp4_moe", mxfp4_moe_words), ("nvfp4_moe", nvfp4_moe_words)):
-    register_backend(_op, WORDS, _fn, available, priority=55, layout="fp4_words")
+    register_backend(_op, WORDS, _fn, available, priority=45, layout="fp4_words")
