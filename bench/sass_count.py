@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles")
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--max-regs", type=int, default=None,
-                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default 128 with rows = 2, 0 none)")
+                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default 96 with rows = 2, 0 none)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)

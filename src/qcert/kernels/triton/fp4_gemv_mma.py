@@ -459,15 +459,15 @@ def usable(a: torch.Tensor) -> bool:
 
 def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tuple:
     """(rows, k_warps, chunks, split_k), measured on the H100 (bench/results/h100-triton.md).
-    Dense, at N = K = 8192: M <= 8 one 16-row tile per program and 1 lane chunk per step; M > 8 (two
-    n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments and 2 chunks. K is
-    split over the program's warps, then over programs, until the SMs hold about 32 warps each (16
-    with two n8 tiles). Grouped (the decode MoE, many blocks already): 4 warps over K, one split,
+    Dense, at N = K = 8192: one lane chunk per step; M <= 8 one 16-row tile per program, M > 8 (two
+    n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments (with the word map,
+    2 chunks per step lost 0.5-0.8 us to 1 at M = 16). K is split over the program's warps, then
+    over programs, until the SMs hold about 32 warps each (16 with two n8 tiles). Grouped (the decode MoE, many blocks already): 4 warps over K, one split,
     the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at
     T = 16 against 367 with 1 warp)."""
     if grouped:
         return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
-    rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 2, 16)
+    rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 1, 16)
     blocks, steps, want = triton.cdiv(n, 16 * rows), k // (128 * chunks), per_sm * sms
     k_warps = split = 1
     while k_warps < 16 and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
@@ -480,9 +480,10 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
 def register_cap(rows: int, max_regs: int | None = None) -> int | None:
     """The maxnreg a launch passes (fp4_gemv_mma's max_regs; None: the default). Two tiles want 2
     programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word map) only one fit,
-    31 us instead of 22 at N = K = 8192."""
+    31 us instead of 22 at N = K = 8192. At 96 (M = 16, (2, 8, 1, 1), no spill) the H100 took 19.6 /
+    19.1 us (MXFP4 / NVFP4); capped at 128 ptxas took 102 / 110 registers and 19.9 / 19.8 us."""
     if max_regs is None:
-        return 128 if rows == 2 else None
+        return 96 if rows == 2 else None
     return max_regs or None
 
 
@@ -501,7 +502,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
-    max_regs: registers per thread ptxas may use; None: 128 with two 16-row tiles per program (rows
+    max_regs: registers per thread ptxas may use; None: 96 with two 16-row tiles per program (rows
     = 2), else no cap; 0: no cap.
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
