@@ -147,13 +147,12 @@ TILED_CASES = [  # kind, M, N, K, cfg: weights in layouts.fp4_tiles (whole 16-ro
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
 @pytest.mark.parametrize("kind,m,n,k,cfg", TILED_CASES)
-def test_fp4_gemv_mma_on_tiles_equals_the_plain_layout(kind, m, n, k, cfg):
+def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
     """The tile-layout GEMV (per warp step one 1 KB weight block and the lane's scale bytes in one
-    load, MXFP4 with one multiply) against the reference and the plain layout, and bit for bit
-    against the same kernel on the same words in plain rows (layouts.fp4_words, two multiplies).
-    Not bit for bit against the plain layout: its decode pairs codes (j, j + 4), the word map's
-    (2j, 2j + 1), and the tensor cores add a k16's products in an order of their own, so the last
-    bits differ (measured on the H100, 2026-12-07)."""
+    load) against the reference and the plain layout, and bit for bit against the same kernel on
+    the same mapped words in plain rows (layouts.fp4_words). Not bit for bit against the plain
+    layout: its decode pairs codes (j, j + 4), the word map's (2j, 2j + 1), and the tensor cores add
+    a k16's products in an order of their own, so the last bits differ (H100, 2026-12-07)."""
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm
 

@@ -462,9 +462,9 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     Dense, at N = K = 8192: one lane chunk per step; M <= 8 one 16-row tile per program, M > 8 (two
     n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments (with the word map,
     2 chunks per step lost 0.5-0.8 us to 1 at M = 16). K is split over the program's warps, then
-    over programs, until the SMs hold about 32 warps each (16 with two n8 tiles). Grouped (the decode MoE, many blocks already): 4 warps over K, one split,
-    the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at
-    T = 16 against 367 with 1 warp)."""
+    over programs, until the SMs hold about 32 warps each (16 with two n8 tiles). Grouped (the
+    decode MoE, many blocks already): 4 warps over K, one split, the best of 1 to 8 warps for the
+    MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
     if grouped:
         return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
     rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 1, 16)
