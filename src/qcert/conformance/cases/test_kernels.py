@@ -223,6 +223,8 @@ GPU_CASES = {
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
         ("w4a16-t300", dict(t=300, h=512, i=256, e=8, k=2, dtype=torch.bfloat16, act_qdq=False)),
         ("w4a4", dict(t=20, h=512, i=256, e=8, k=2, dtype=torch.bfloat16, act_qdq=True)),
+        # T * k <= 64: decode-sized (triton: the tensor-core GEMV's grouped mode; w4a4 above is too)
+        ("w4a16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
     ]),
     "nvfp4_moe": (nvfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
