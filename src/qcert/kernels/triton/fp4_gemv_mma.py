@@ -477,13 +477,15 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     return rows, k_warps, chunks, split
 
 
-def register_cap(rows: int, max_regs: int | None = None) -> int | None:
+def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False) -> int | None:
     """The maxnreg a launch passes (fp4_gemv_mma's max_regs; None: the default). Two tiles want 2
     programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word map) only one fit,
-    31 us instead of 22 at N = K = 8192. At 96 (M = 16, (2, 8, 1, 1), no spill) the H100 took 19.6 /
-    19.1 us (MXFP4 / NVFP4); capped at 128 ptxas took 102 / 110 registers and 19.9 / 19.8 us."""
+    31 us instead of 22 at N = K = 8192. The tile layout at 96 (M = 16, (2, 8, 1, 1), no spill) took
+    19.6 / 19.1 us (MXFP4 / NVFP4) on the H100, against 19.9 / 19.8 at 128 (ptxas then took 102 /
+    110). The plain layout's longer decode spills at 96 (8 / 16 bytes; 114 / 113 registers
+    uncapped), so it keeps 128 (bench/sass_count.py)."""
     if max_regs is None:
-        return 96 if rows == 2 else None
+        return (96 if tiled else 128) if rows == 2 else None
     return max_regs or None
 
 
@@ -502,8 +504,8 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
-    max_regs: registers per thread ptxas may use; None: 96 with two 16-row tiles per program (rows
-    = 2), else no cap; 0: no cap.
+    max_regs: registers per thread ptxas may use; None: with two 16-row tiles per program (rows = 2)
+    96 (tiled) or 128, else no cap; 0: no cap.
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -547,7 +549,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
         ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
-        num_stages=1, maxnreg=register_cap(rows, max_regs),
+        num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
