@@ -236,14 +236,18 @@ def _ld(ptrs, mask, more, EVEN_K: tl.constexpr, GUARD: tl.constexpr, EVICT: tl.c
 
 
 @triton.jit
-def _chunk_loads(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col, more,
-                 SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, GUARD: tl.constexpr, TILED: tl.constexpr):
-    """One 16-row tile's loads for one lane chunk of 32 columns (pointers of the lane's rows g and
-    g + 8 into the words and the scales; in the tile layout the lane's own 16 bytes of each half
-    and its scale bytes) -> the words of both rows [32W, 4] and the raw scale bytes (int32): tiled,
-    both rows' in one [32W, 2 or 4] load (MXFP4 (g, g + 8), NVFP4 (g, g, g + 8, g + 8)) twice;
-    else per row, MXFP4 one byte [32W], NVFP4 two [32W, 2]. Past K, and with GUARD where `more` is
-    false: codes and scale bytes 0."""
+def _chunk_loads(wl_row, wh_row, sl_row, sh_row, K, k_first, w_first, s_first, step, more,
+                 SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, GUARD: tl.constexpr, TILED: tl.constexpr,
+                 W_STEP: tl.constexpr, S_STEP: tl.constexpr):
+    """One 16-row tile's loads for the lane's chunk of 32 columns in 128-column `step` past its
+    first (pointers of the lane's rows g and g + 8 into the words and the scales; in the tile layout
+    the lane's own 16 bytes of each half and its scale bytes) -> the words of both rows [32W, 4] and
+    the raw scale bytes (int32): tiled, both rows' in one [32W, 2 or 4] load (MXFP4 (g, g + 8),
+    NVFP4 (g, g, g + 8, g + 8)) twice; else per row, MXFP4 one byte [32W], NVFP4 two [32W, 2]. Past
+    K, and with GUARD where `more` is false: codes and scale bytes 0."""
+    k_lane = k_first + step * 128
+    w_col = w_first + step * W_STEP
+    s_col = s_first + step * S_STEP
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
     wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
     # the weights are read once: first out of L1 and L2
@@ -377,32 +381,34 @@ def _fp4_gemv_mma(
     if ROWS == 2:
         bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
     k_first = first * 128 + c * 32  # the lane's first column
-    if PREFETCH:  # (CHUNKS == 1) the first step's weights and scales before the loop; each iteration
-        # then issues the next step's loads before its own decode and mmas, so they stay in flight
-        wa0, wa1, sa0, sa1 = _chunk_loads(p0, p1, q0, q1, K, k_first, w_col, s_col, True,
-                                          SCALE_KIND, EVEN_K, False, TILED)
+    # PREFETCH (CHUNKS == 1): the first step's weights and scales are loaded before the loop, and
+    # each iteration issues the next step's loads (none past the last) before its own decode and
+    # mmas, so they stay in flight meanwhile; without it each iteration loads its own step
+    AHEAD: tl.constexpr = K_WARPS if PREFETCH else 0
+    if PREFETCH:
+        wa0, wa1, sa0, sa1 = _chunk_loads(p0, p1, q0, q1, K, k_first, w_col, s_col, 0, True, SCALE_KIND, EVEN_K,
+                                          False, TILED, W_STEP, S_STEP)
         if ROWS == 2:
-            wb0, wb1, sb0, sb1 = _chunk_loads(p2, p3, q2, q3, K, k_first, w_col, s_col, True,
-                                              SCALE_KIND, EVEN_K, False, TILED)
+            wb0, wb1, sb0, sb1 = _chunk_loads(p2, p3, q2, q3, K, k_first, w_col, s_col, 0, True, SCALE_KIND, EVEN_K,
+                                              False, TILED, W_STEP, S_STEP)
     for it in range(iters):
         for j in tl.static_range(CHUNKS):
             step = it * K_WARPS * CHUNKS + j  # 128-column steps past the warp's first
             k_lane = k_first + step * 128
-            if PREFETCH:
-                la0, la1, ls0, ls1 = wa0, wa1, sa0, sa1
-                nxt, more = step + K_WARPS, it + 1 < iters
-                wa0, wa1, sa0, sa1 = _chunk_loads(p0, p1, q0, q1, K, k_lane + K_WARPS * 128, w_col + nxt * W_STEP,
-                                                  s_col + nxt * S_STEP, more, SCALE_KIND, EVEN_K, True, TILED)
+            more = it + 1 < iters
+            na0, na1, nt0, nt1 = _chunk_loads(p0, p1, q0, q1, K, k_first, w_col, s_col, step + AHEAD, more,
+                                              SCALE_KIND, EVEN_K, PREFETCH, TILED, W_STEP, S_STEP)
+            if ROWS == 2:
+                nb0, nb1, nu0, nu1 = _chunk_loads(p2, p3, q2, q3, K, k_first, w_col, s_col, step + AHEAD, more,
+                                                  SCALE_KIND, EVEN_K, PREFETCH, TILED, W_STEP, S_STEP)
+            if PREFETCH:  # compute on the loads the last iteration issued, keep this one's for the next
+                la0, la1, ls0, ls1, wa0, wa1, sa0, sa1 = wa0, wa1, sa0, sa1, na0, na1, nt0, nt1
                 if ROWS == 2:
-                    lb0, lb1, lt0, lt1 = wb0, wb1, sb0, sb1
-                    wb0, wb1, sb0, sb1 = _chunk_loads(p2, p3, q2, q3, K, k_lane + K_WARPS * 128, w_col + nxt * W_STEP,
-                                                      s_col + nxt * S_STEP, more, SCALE_KIND, EVEN_K, True, TILED)
+                    lb0, lb1, lt0, lt1, wb0, wb1, sb0, sb1 = wb0, wb1, sb0, sb1, nb0, nb1, nu0, nu1
             else:
-                la0, la1, ls0, ls1 = _chunk_loads(p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP,
-                                                  s_col + step * S_STEP, True, SCALE_KIND, EVEN_K, False, TILED)
+                la0, la1, ls0, ls1 = na0, na1, nt0, nt1
                 if ROWS == 2:
-                    lb0, lb1, lt0, lt1 = _chunk_loads(p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP,
-                                                      s_col + step * S_STEP, True, SCALE_KIND, EVEN_K, False, TILED)
+                    lb0, lb1, lt0, lt1 = nb0, nb1, nu0, nu1
             x0, x1, x2, x3 = _load_a(a1_ptrs + step * 64, k_lane, K, EVEN_K)
             y0, y1, y2, y3 = x0, x1, x2, x3
             if TWO_TILES:
