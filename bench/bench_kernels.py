@@ -348,7 +348,7 @@ def _moe_row(bw: float, kind: str, t, h, i, e, k):
     if t * k <= tmoe.DECODE_ROWS:
         real, tmoe._decode_gemv = tmoe._decode_gemv, lambda *a: False
         try:
-            base = f"general grouped kernel in a graph {graph_us([lambda: fn(*args, **kw)], repeat=2):.0f} us; "
+            base += f"general grouped kernel in a graph {graph_us([lambda: fn(*args, **kw)], repeat=2):.0f} us; "
         finally:
             tmoe._decode_gemv = real
     return (f"{kind} MoE T={t} H={h} I={i} E={e} k={k}", tt,
