@@ -137,14 +137,13 @@ def _tiles(s):
     return (*layouts.fp4_tiles(wp, ws.view(torch.uint8)), s2)
 
 
-def _linear_tiles(kind, x, t, cfg=None, max_regs=None, prefetch=False):
-    """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly, with its register cap
-    and prefetch)."""
+def _linear_tiles(kind, x, t, cfg=None, max_regs=None):
+    """The triton_tiles backend (cfg: a tensor-core GEMV config, called directly; max_regs: its register cap)."""
     wp, ws, s2 = t
     if cfg is not None:
         kind_id, g = _kind_and_g(kind, wp, s2)
         return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True,
-                                max_regs=max_regs, prefetch=prefetch)
+                                max_regs=max_regs)
     return tops.mxfp4_linear_tiles(x, wp, ws) if kind == "mxfp4" else tops.nvfp4_linear_tiles(x, wp, ws, s2)
 
 
@@ -189,15 +188,14 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
     for m in (1, 16) if configs else ():  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         best = None
-        tries = [(cfg, None, False) for cfg in GEMV_CFGS]
-        tries += [(cfg, None, True) for cfg in GEMV_CFGS if cfg[2] == 1 and cfg[1] > 1]  # prefetch: one chunk
+        tries = [(cfg, None) for cfg in GEMV_CFGS]
         if m > 8:
-            tries += [(cfg, cap, False) for cfg in GEMV_CFGS if cfg[0] == 2 and cfg[1] > 1 for cap in GEMV_REG_CAPS]
-        for cfg, cap, pre in tries:
-            name = f"{cfg}" + ("" if cap is None else f" max_regs {cap or 'none'}") + (" prefetch" if pre else "")
+            tries += [(cfg, cap) for cfg in GEMV_CFGS if cfg[0] == 2 and cfg[1] > 1 for cap in GEMV_REG_CAPS]
+        for cfg, cap in tries:
+            name = f"{cfg}" if cap is None else f"{cfg} max_regs {cap or 'none'}"
             try:
-                err = _rel(_linear_tiles(kind, x, tiles[0], cfg, cap, pre), _ref(kind, x, sets[0]))
-                t = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg, cap, pre) for s in tiles])
+                err = _rel(_linear_tiles(kind, x, tiles[0], cfg, cap), _ref(kind, x, sets[0]))
+                t = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg, cap) for s in tiles])
             except Exception as e:  # a config that does not compile or fit
                 sweep.append((kind, m, name, float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
                 print(kind, m, name, "FAILED", type(e).__name__, str(e)[:2000], flush=True)
@@ -214,8 +212,6 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
             t = graph_us([lambda s=s: _linear_tiles(kind, x, s) for s in tiles])
             t_plain = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
             t_eager = us(_rotating(lambda *s: _linear_tiles(kind, x, s), tiles))
-            cfg = fvm.config(m, n, k, device_facts(x.device)[1])
-            t_pre = graph_us([lambda s=s: _linear_tiles(kind, x, s, cfg, None, True) for s in tiles])
         except Exception as e:
             print(f"{kind} GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
             rows.append((f"{kind} GEMV M={m} N=K={k}", float("nan"), "FAILED", "", f"{type(e).__name__}", ""))
@@ -223,10 +219,11 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
         t_bf16 = graph_us([lambda: x @ wdq.t()])
         moved = nbytes + x.numel() * 2 + m * n * 2
         roof = moved / bw * 1e6
+        cfg = fvm.config(m, n, k, device_facts(x.device)[1])
         rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
                      f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); plain layout "
-                     f"{t_plain:.1f} us ({t_plain / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}; "
-                     f"with prefetch {t_pre:.1f} us ({t / t_pre:.2f}x)", f"{err:.1e}"))
+                     f"{t_plain:.1f} us ({t_plain / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
+                     f"{err:.1e}"))
     return rows, sweep
 
 

@@ -96,8 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles")
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--max-regs", type=int, default=None,
-                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default fvm.register_cap; 0 none)")
-    p.add_argument("--prefetch", action="store_true", help="tensor-core kernel: next step's weights loaded first")
+                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled, else 128; 0 none)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
@@ -112,10 +111,9 @@ def main(argv=None) -> int:
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
-                     TILED=a.tiled, MAPPED=a.tiled or a.words, PREFETCH=a.prefetch,
-                     ITERS=K // split // (128 * chunks * warps))
+                     TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=K // split // (128 * chunks * warps))
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
-        cap = fvm.register_cap(rows, a.max_regs, a.tiled, a.prefetch)
+        cap = fvm.register_cap(rows, a.max_regs, a.tiled)
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel

@@ -170,40 +170,6 @@ def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
         assert torch.equal(got, mapped)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
-@pytest.mark.parametrize("kind,m,n,k,cfg,tiled", [
-    ("mxfp4", 1, 4096, 4096, None, True),
-    ("nvfp4", 8, 1024, 2816, None, True),
-    ("mxfp4", 16, 4096, 4096, None, True),
-    ("nvfp4", 16, 1040, 2880, None, False),  # ragged K; two tiles per program, the last one's second past N
-    ("mxfp4", 5, 1000, 2880, (1, 4, 1, 1), False),
-])
-def test_fp4_gemv_mma_prefetch_is_bit_equal(kind, m, n, k, cfg, tiled):
-    """prefetch=True moves the weight and scale loads one step ahead, not the arithmetic: the outputs
-    equal the kernel's without it bit for bit (and the reference within tolerance)."""
-    from qcert.kernels import layouts
-    from qcert.kernels.triton import fp4_gemv_mma as fvm
-
-    w, x, bias = _inputs(m, n, k)
-    x, bias = x.to(torch.bfloat16).cuda(), bias.to(torch.bfloat16).cuda()
-    wp, ws, kind_id, g, want = _quantized(kind, x, w, bias)
-    if tiled:
-        wp, ws = layouts.fp4_tiles(wp, ws)
-    args = (x, fvm.as_words(wp), ws, kind_id, g, bias, None, torch.float32, cfg)
-    got = fvm.fp4_gemv_mma(*args, tiled=tiled, prefetch=True)
-    assert_close_rel(got, want, "fp32")
-    assert torch.equal(got, fvm.fp4_gemv_mma(*args, tiled=tiled))
-
-
-def test_prefetch_takes_one_chunk_and_a_dense_gemv():
-    from qcert.kernels.triton import fp4_gemv_mma as fvm
-
-    wp, ws = quantize_mxfp4(torch.randn(32, 256))
-    with pytest.raises(ValueError, match=r"prefetch takes one chunk per step and a dense GEMV, got cfg \(1, 4, 2, 1\)"):
-        fvm.fp4_gemv_mma(torch.randn(1, 256, dtype=torch.bfloat16), fvm.as_words(wp), ws.view(torch.uint8), fv.E8M0,
-                         None, None, None, torch.float32, (1, 4, 2, 1), prefetch=True)
-
-
 def test_tile_layout_refuses_shapes_it_cannot_hold():
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm

@@ -223,69 +223,44 @@ def _sum_k_warps(acc, K_WARPS: tl.constexpr):
 
 
 @triton.jit
-def _ld(ptrs, mask, more, EVEN_K: tl.constexpr, GUARD: tl.constexpr, EVICT: tl.constexpr):
-    """A load masked (0) past K only when K is ragged, and with GUARD by the scalar `more` too (a
-    prefetch past the warp's last step reads nothing)."""
+def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
+    """A load that is masked (0 past K) only when K is ragged."""
     if EVEN_K:
-        if GUARD:
-            return tl.load(ptrs, mask=more, other=0, eviction_policy=EVICT)
-        else:
-            return tl.load(ptrs, eviction_policy=EVICT)
+        return tl.load(ptrs, eviction_policy=EVICT)
     else:
-        return tl.load(ptrs, mask=(mask & more) if GUARD else mask, other=0, eviction_policy=EVICT)
+        return tl.load(ptrs, mask=mask, other=0, eviction_policy=EVICT)
 
 
 @triton.jit
-def _chunk_loads(wl_row, wh_row, sl_row, sh_row, K, k_first, w_first, s_first, step, more,
-                 SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, GUARD: tl.constexpr, TILED: tl.constexpr,
-                 W_STEP: tl.constexpr, S_STEP: tl.constexpr):
-    """One 16-row tile's loads for the lane's chunk of 32 columns in 128-column `step` past its
-    first (pointers of the lane's rows g and g + 8 into the words and the scales; in the tile layout
-    the lane's own 16 bytes of each half and its scale bytes) -> the words of both rows [32W, 4] and
-    the raw scale bytes (int32): tiled, both rows' in one [32W, 2 or 4] load (MXFP4 (g, g + 8),
-    NVFP4 (g, g, g + 8, g + 8)) twice; else per row, MXFP4 one byte [32W], NVFP4 two [32W, 2]. Past
-    K, and with GUARD where `more` is false: codes and scale bytes 0."""
-    k_lane = k_first + step * 128
-    w_col = w_first + step * W_STEP
-    s_col = s_first + step * S_STEP
+def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
+                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr,
+                MAPPED: tl.constexpr):
+    """One 16-row tile (pointers of the lane's rows g and g + 8 into the words and the scales; in
+    the tile layout the lane's own 16 bytes of each half and its scale bytes), one lane chunk of 32
+    columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators. Past K:
+    codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
     wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
     # the weights are read once: first out of L1 and L2
-    wl = _ld(wl_row[:, None] + word, wmask, more, EVEN_K, GUARD, "evict_first")
-    wh = _ld(wh_row[:, None] + word, wmask, more, EVEN_K, GUARD, "evict_first")
-    if TILED:
+    wl = _ld(wl_row[:, None] + word, wmask, EVEN_K, "evict_first")
+    wh = _ld(wh_row[:, None] + word, wmask, EVEN_K, "evict_first")
+    if TILED:  # the lane's scales of both rows in one load: MXFP4 (g, g + 8), NVFP4 (g, g, g + 8, g + 8)
         PER: tl.constexpr = 2 if SCALE_KIND == 0 else 4
         j = tl.arange(0, PER)[None, :]
-        s_lo = _ld(sl_row[:, None] + s_col[:, None] + j, (k_lane < K)[:, None], more, EVEN_K, GUARD, "").to(tl.int32)
-        s_hi = s_lo
-    elif SCALE_KIND == 0:  # one group of 32
-        s_lo = _ld(sl_row + s_col, k_lane < K, more, EVEN_K, GUARD, "").to(tl.int32)
-        s_hi = _ld(sh_row + s_col, k_lane < K, more, EVEN_K, GUARD, "").to(tl.int32)
-    else:  # two groups of 16, one 2-byte load per row (two 1-byte loads took 0.6-1.9 us more at N = K = 8192)
-        j = tl.arange(0, 2)[None, :]
-        smask = (k_lane[:, None] + j * 16) < K
-        s_lo = _ld(sl_row[:, None] + s_col[:, None] + j, smask, more, EVEN_K, GUARD, "").to(tl.int32)
-        s_hi = _ld(sh_row[:, None] + s_col[:, None] + j, smask, more, EVEN_K, GUARD, "").to(tl.int32)
-    return wl, wh, s_lo, s_hi
-
-
-@triton.jit
-def _chunk_mma(wl, wh, s_lo, s_hi, x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-               SCALE_KIND: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr, MAPPED: tl.constexpr):
-    """`_chunk_loads`' words and scale bytes: decode, and add the products into the n8 tiles'
-    accumulators (A's columns past K are 0: the tail adds nothing)."""
-    if TILED:
+        b = _ld(sl_row[:, None] + s_col[:, None] + j, (k_lane < K)[:, None], EVEN_K, "").to(tl.int32)
         if SCALE_KIND == 0:
-            sc_lo0, sc_hi0 = tl.split(_e8m0_bf16(s_lo))
+            sc_lo0, sc_hi0 = tl.split(_e8m0_bf16(b))
             sc_lo1, sc_hi1 = sc_lo0, sc_hi0
         else:
-            sc_lo0, sc_lo1, sc_hi0, sc_hi1 = _split4(_e4m3_bf16_folded(s_lo))
-    elif SCALE_KIND == 0:
-        sc_lo0, sc_hi0 = _e8m0_bf16(s_lo), _e8m0_bf16(s_hi)
+            sc_lo0, sc_lo1, sc_hi0, sc_hi1 = _split4(_e4m3_bf16_folded(b))
+    elif SCALE_KIND == 0:  # one group of 32
+        sc_lo0 = _e8m0_bf16(_ld(sl_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
+        sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
-    else:
-        sc_lo0, sc_lo1 = tl.split(_e4m3_bf16_folded(s_lo))
-        sc_hi0, sc_hi1 = tl.split(_e4m3_bf16_folded(s_hi))
+    else:  # two groups of 16
+        sc_lo0, sc_lo1 = _e4m3_pair(sl_row, s_col, k_lane, K, EVEN_K)
+        sc_hi0, sc_hi1 = _e4m3_pair(sh_row, s_col, k_lane, K, EVEN_K)
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
@@ -311,7 +286,7 @@ def _fp4_gemv_mma(
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
     EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
     CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
-    MAPPED: tl.constexpr, PREFETCH: tl.constexpr,
+    MAPPED: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
@@ -381,45 +356,23 @@ def _fp4_gemv_mma(
     if ROWS == 2:
         bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = zero, zero, zero, zero, zero, zero, zero, zero
     k_first = first * 128 + c * 32  # the lane's first column
-    # PREFETCH (CHUNKS == 1): the first step's weights and scales are loaded before the loop, and
-    # each iteration issues the next step's loads (none past the last) before its own decode and
-    # mmas, so they stay in flight meanwhile; without it each iteration loads its own step
-    AHEAD: tl.constexpr = K_WARPS if PREFETCH else 0
-    if PREFETCH:
-        wa0, wa1, sa0, sa1 = _chunk_loads(p0, p1, q0, q1, K, k_first, w_col, s_col, 0, True, SCALE_KIND, EVEN_K,
-                                          False, TILED, W_STEP, S_STEP)
-        if ROWS == 2:
-            wb0, wb1, sb0, sb1 = _chunk_loads(p2, p3, q2, q3, K, k_first, w_col, s_col, 0, True, SCALE_KIND, EVEN_K,
-                                              False, TILED, W_STEP, S_STEP)
     for it in range(iters):
         for j in tl.static_range(CHUNKS):
             step = it * K_WARPS * CHUNKS + j  # 128-column steps past the warp's first
             k_lane = k_first + step * 128
-            more = it + 1 < iters
-            na0, na1, nt0, nt1 = _chunk_loads(p0, p1, q0, q1, K, k_first, w_col, s_col, step + AHEAD, more,
-                                              SCALE_KIND, EVEN_K, PREFETCH, TILED, W_STEP, S_STEP)
-            if ROWS == 2:
-                nb0, nb1, nu0, nu1 = _chunk_loads(p2, p3, q2, q3, K, k_first, w_col, s_col, step + AHEAD, more,
-                                                  SCALE_KIND, EVEN_K, PREFETCH, TILED, W_STEP, S_STEP)
-            if PREFETCH:  # compute on the loads the last iteration issued, keep this one's for the next
-                la0, la1, ls0, ls1, wa0, wa1, sa0, sa1 = wa0, wa1, sa0, sa1, na0, na1, nt0, nt1
-                if ROWS == 2:
-                    lb0, lb1, lt0, lt1, wb0, wb1, sb0, sb1 = wb0, wb1, sb0, sb1, nb0, nb1, nu0, nu1
-            else:
-                la0, la1, ls0, ls1 = na0, na1, nt0, nt1
-                if ROWS == 2:
-                    lb0, lb1, lt0, lt1 = nb0, nb1, nu0, nu1
             x0, x1, x2, x3 = _load_a(a1_ptrs + step * 64, k_lane, K, EVEN_K)
             y0, y1, y2, y3 = x0, x1, x2, x3
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
-            acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _chunk_mma(
-                la0, la1, ls0, ls1, x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND, TWO_TILES, TILED, MAPPED)
+            acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
+                p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
+                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
             if ROWS == 2:
-                bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _chunk_mma(
-                    lb0, lb1, lt0, lt1, x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6,
-                    bcc7, SCALE_KIND, TWO_TILES, TILED, MAPPED)
+                bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
+                    p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
+                    x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
+                    SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
 
     lane = tl.arange(0, 32)
     _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
@@ -443,10 +396,8 @@ def _a_row(a_rows_ptr, base, m, M, GATHER: tl.constexpr):
 @triton.jit
 def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
     """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
-    return (_ld(ptrs, (k_lane < K)[:, None], True, EVEN_K, False, ""),
-            _ld(ptrs + 4, (k_lane + 8 < K)[:, None], True, EVEN_K, False, ""),
-            _ld(ptrs + 8, (k_lane + 16 < K)[:, None], True, EVEN_K, False, ""),
-            _ld(ptrs + 12, (k_lane + 24 < K)[:, None], True, EVEN_K, False, ""))
+    return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K, ""), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K, ""),
+            _ld(ptrs + 8, (k_lane + 16 < K)[:, None], EVEN_K, ""), _ld(ptrs + 12, (k_lane + 24 < K)[:, None], EVEN_K, ""))
 
 
 @triton.jit
@@ -455,6 +406,15 @@ def _e8m0_bf16(u):
     2^-127, 255 NaN."""
     bits = tl.where(u == 0, 0x40, tl.where(u == 255, 0x7FC0, u << 7))
     return bits * 0x10001
+
+
+@triton.jit
+def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr):
+    """The lane's two NVFP4 scales (columns k_lane.. and k_lane + 16..) of one row, loaded as one
+    2-byte load (two 1-byte loads took 0.6-1.9 us more at N = K = 8192, M >= 2) -> 2 bf16x2."""
+    j = tl.arange(0, 2)[None, :]
+    b = _ld(row[:, None] + s_col[:, None] + j, (k_lane[:, None] + j * 16) < K, EVEN_K, "")
+    return tl.split(_e4m3_bf16_folded(b.to(tl.int32)))
 
 
 @triton.jit
@@ -517,16 +477,15 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     return rows, k_warps, chunks, split
 
 
-def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False, prefetch: bool = False) -> int | None:
+def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False) -> int | None:
     """The maxnreg a launch passes (fp4_gemv_mma's max_regs; None: the default). Two tiles want 2
     programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word map) only one fit,
     31 us instead of 22 at N = K = 8192. The tile layout at 96 (M = 16, (2, 8, 1, 1), no spill) took
     19.6 / 19.1 us (MXFP4 / NVFP4) on the H100, against 19.9 / 19.8 at 128 (ptxas then took 102 /
     110). The plain layout's longer decode spills at 96 (8 / 16 bytes; 114 / 113 registers
-    uncapped), so it keeps 128 (bench/sass_count.py), as does prefetch (the next step's 64 bytes
-    per lane: 120 / 123 registers, 72 bytes of stack at 96)."""
+    uncapped), so it keeps 128 (bench/sass_count.py)."""
     if max_regs is None:
-        return (96 if tiled and not prefetch else 128) if rows == 2 else None
+        return (96 if tiled else 128) if rows == 2 else None
     return max_regs or None
 
 
@@ -540,15 +499,13 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
 
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
-                 block_m=None, tiled: bool = False, mapped: bool = False, max_regs: int | None = None,
-                 prefetch: bool = False):
+                 block_m=None, tiled: bool = False, mapped: bool = False, max_regs: int | None = None):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
     max_regs: registers per thread ptxas may use; None: with two 16-row tiles per program (rows = 2)
-    96 (tiled) or 128, else no cap; 0: no cap. prefetch: each warp loads its next step's weights and
-    scales before it decodes the current one (dense, chunks = 1; not yet run on a GPU, so off).
+    96 (tiled) or 128, else no cap; 0: no cap.
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -577,9 +534,6 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     rows, k_warps, chunks, split = cfg or config(m, n, k, device_facts(a.device)[1], grouped)
     if rows not in (1, 2) or k_warps not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"fp4_gemv_mma: cfg {cfg}: rows must be 1 or 2 and k_warps a power of two <= 32")
-    if prefetch and (chunks != 1 or grouped):
-        raise ValueError(f"fp4_gemv_mma: prefetch takes one chunk per step and a dense GEMV, got cfg {cfg}"
-                         f"{' grouped' if grouped else ''}")
     step = 128 * chunks * k_warps  # columns a program's warps take per loop iteration
     acc = split_k_target(out, (m_rows, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
@@ -594,9 +548,8 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
         EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped,
-        PREFETCH=prefetch, num_warps=k_warps,
-        num_stages=1, maxnreg=register_cap(rows, max_regs, tiled, prefetch),
+        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
+        num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
