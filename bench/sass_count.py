@@ -1,9 +1,11 @@
 """Compile an FP4 GEMV kernel for sm_90a on this machine (no GPU needed) and count the SASS
-instructions in its main loop, per weight: the cheapest measure of a decode change.
+instructions in its main loop, per weight, and its global loads by width: the cheapest measure of
+a decode change.
 
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 1,8,1,1          # tensor-core kernel
   python bench/sass_count.py --m 16 --kind nvfp4 --cfg 2,8,2,1
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
+  python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,4,1,1 --k 2880 --grouped  # the MoE decode's launch
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
   python bench/sass_count.py --gemm 64,128,64,8,3 --kind mxfp4          # the general kernel (fp4_gemm)
   python bench/sass_count.py --gemm 128,128,64,8,3 --kind nvfp4 --tiled  # ... on layouts.fp4_tiles
@@ -17,8 +19,8 @@ The tensor-core kernel's lane-layout guard (fp4_gemv_mma.check_lanes) runs on ea
 Uses the local triton (its bundled ptxas and cuobjdump), which may differ from the GPU machine's:
 compare variants with each other, and confirm on the device. The device image's triton (3.6) works
 here too: unpack its wheel (`pip download --no-deps --only-binary=:all: triton==3.6.0`) and put it
-first on PYTHONPATH. Pointer arguments are marked 16-byte aligned and strides divisible by 16, as
-the JIT specializes them at N = K = 8192.
+first on PYTHONPATH. Pointer arguments are marked 16-byte aligned, and integers divisible by 16
+where they are, as the JIT specializes them (--k sets K; W's row stride at K = 2880 is not).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -38,6 +41,7 @@ from triton.compiler import ASTSource
 from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
+from qcert.kernels.triton._launch import row_align
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kernels import gemv_cfg  # noqa: E402
@@ -85,7 +89,14 @@ def loops(sass: str) -> list[collections.Counter]:
             lo = int(target.group(1), 16)
             ops = [t.split()[1] if t.startswith("@") else t.split()[0] for a, t in ins if lo <= a <= addr]
             out.append(collections.Counter(re.sub(r"\..*", "", op) for op in ops))
+            out[-1].widths = collections.Counter(op for op in ops if op.startswith("LDG"))
     return out
+
+
+def loads(counts: collections.Counter) -> str:
+    """The loop's global loads by width ("LDG.E.128 4, LDG.E 8"): a row stride whose alignment the
+    compiler cannot see turns one 16-byte load into four 4-byte ones."""
+    return ", ".join(f"{op} {n}" for op, n in sorted(counts.widths.items()))
 
 
 def main(argv=None) -> int:
@@ -97,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--max-regs", type=int, default=None,
                    help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled, else 128; 0 none)")
+    p.add_argument("--k", type=int, default=K, help="tensor-core kernel: K (default 8192; 2880 is gpt-oss' MoE)")
+    p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
@@ -104,14 +117,20 @@ def main(argv=None) -> int:
     if a.gemm:
         return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
-    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=True)
-    div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_wn", "stride_sn",
-             "stride_cm"]
+    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=a.k % 1024 == 0)
+    row_div16, aligns = _rows(a.k, kind, a.tiled or a.words or len(a.cfg) == 4)
+    div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
+             "stride_se"] + row_div16
     if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 pairs
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
-        const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=False, GROUPED=False,
-                     TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=K // split // (128 * chunks * warps))
+        step = 128 * chunks * warps
+        k_per_split = triton.cdiv(triton.cdiv(a.k, split), step) * step
+        const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=a.grouped,
+                     GROUPED=a.grouped, TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=k_per_split // step,
+                     EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
+                     A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)), **aligns)
+        types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
         cap = fvm.register_cap(rows, a.max_regs, a.tiled)
     elif a.m == 1:
@@ -129,8 +148,20 @@ def main(argv=None) -> int:
         total = sum(counts.values())
         top = ", ".join(f"{op} {n}" for op, n in counts.most_common(10))
         print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: loop {total} instructions = {total / weights:.2f} per weight; {top}")
+        print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: loads {loads(counts)}")
     print(f"{a.kind} M={a.m} cfg {','.join(map(str, a.cfg))}: {resources(compiled)}")
     return 0
+
+
+def _rows(k: int, kind: int, words: bool) -> tuple[list[str], dict]:
+    """For contiguous weights at this K: the row strides the JIT marks divisible by 16 (it marks an
+    integer argument only where it is; at K = 2880 W's rows are 1440 bytes but 360 words, the
+    scales' 90 or 180 bytes) and the kernels' W_ALIGN / S_ALIGN (_launch.row_align)."""
+    w_row, w_dtype = (k // 8, torch.int32) if words else (k // 2, torch.uint8)
+    s_row = k // (32 if kind == fv.E8M0 else 16)
+    div16 = [name for name, v in (("stride_wn", w_row), ("stride_sn", s_row)) if v % 16 == 0]
+    return div16, dict(W_ALIGN=row_align(torch.empty(2, w_row, dtype=w_dtype)),
+                       S_ALIGN=row_align(torch.empty(2, s_row, dtype=torch.uint8)))
 
 
 def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, tiled: bool = False,
@@ -138,19 +169,21 @@ def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, sta
     """The prefill MoE's launch (gathered rows, per-block experts, K = 2880; `words`: W in
     layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192)."""
     k = 8192 if tiled else 2880
+    row_div16, aligns = _rows(k, kind, tiled or words)
     types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
              "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
                  ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
-                 WORDS=words, stride_ak=1)
+                 WORDS=words, stride_ak=1, **aligns)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
-             "stride_we", "stride_wn", "stride_se", "stride_sn", "stride_cm", "K", "N"]  # as the JIT specializes them
+             "stride_we", "stride_se", "stride_cm", "K", "N"] + row_div16
     compiled = compile_sm90(fg.fp4_gemm_kernel, types, const, div16, warps, stages)
     for counts in loops(sass_of(compiled)):
         total = sum(counts.values())
-        mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "LDG", "LDGSTS", "HGMMA"))
+        mem = ", ".join(f"{op} {counts[op]}" for op in ("BAR", "STS", "LDS", "HGMMA")) + f"; {loads(counts)}"
         print(f"{name} fp4_gemm{' tiled' if tiled else ''}{' words' if words else ''} {bm}x{bn}x{bk}, {warps} warps: loop {total} instructions "
               f"= {total * 32 * warps / (bn * bk):.2f} per weight; {mem}")
+    print(f"{name} fp4_gemm {bm}x{bn}x{bk}: {resources(compiled)}")
     return 0
 
 

@@ -209,3 +209,22 @@ def test_tile_layout_round_trips_and_places_each_byte_where_the_kernel_reads_it(
             assert flat_s[(t * steps + step) * 64 * per + (g * 4 + c) * 2 * per + half * per + p] == ws[row, j]
     back_w, back_s = layouts.fp4_tiles_inverse(tw, ts)
     assert torch.equal(back_w, wp) and torch.equal(back_s, ws)
+
+
+@pytest.mark.parametrize("shape,dtype,want", [
+    ((5760, 360), torch.int32, 4),  # FP4 words at K = 2880: 1440-byte rows, 16-byte aligned
+    ((5760, 1440), torch.uint8, 16),
+    ((5760, 90), torch.uint8, 2),  # MXFP4 scales at K = 2880
+    ((32, 5760, 180), torch.uint8, 4),  # every stride but the last counts: 5760 * 180 and 180
+    ((300, 514), torch.int32, 2),  # NVFP4 words at K = 4112
+    ((7, 3), torch.uint8, 1),
+    ((4, 4), torch.float32, 4),  # at most 16 bytes' worth
+])
+def test_row_align_is_the_power_of_two_dividing_the_row_strides(shape, dtype, want):
+    """The kernels rewrite their row strides as multiples of this (the compiler then knows rows start
+    16-byte aligned); a value that does not divide a stride would change the addresses."""
+    from qcert.kernels.triton._launch import row_align
+
+    t = torch.zeros(shape, dtype=dtype)
+    assert row_align(t) == want
+    assert all(st % want == 0 for st in t.stride()[:-1])

@@ -107,6 +107,17 @@ def _device_facts(index: int) -> tuple[tuple[int, int], int]:
     return (props.major, props.minor), props.multi_processor_count
 
 
+def row_align(t: torch.Tensor) -> int:
+    """The largest power of two, up to 16 bytes' worth of elements, dividing every stride of t but
+    the last: what a kernel may promise the compiler about its row starts (tl.multiple_of). The JIT
+    marks an integer argument only when it is divisible by 16, so a row of 360 int32 words (K = 2880
+    in FP4) would otherwise be read 4 bytes at a time."""
+    align = max(16 // t.element_size(), 1)
+    while align > 1 and any(st % align for st in t.stride()[:-1]):
+        align //= 2
+    return align
+
+
 def dot_in_fp32(x: torch.Tensor) -> bool:
     """Operands go to tl.dot in fp32 for fp16/fp32 activations (exact decode, ieee precision) and
     always in the interpreter, whose bf16 dot is wrong; bf16 activations use bf16 tensor cores

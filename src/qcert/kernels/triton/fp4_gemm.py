@@ -24,7 +24,7 @@ import triton.language as tl
 from ..layouts import fp4_tiles_fit
 from . import _helpers as h
 from . import fp4_gemv, fp4_gemv_mma
-from ._launch import dot_in_fp32, kernel, split_k_result, split_k_target
+from ._launch import dot_in_fp32, kernel, row_align, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -42,7 +42,12 @@ def _fp4_gemm(
     HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
+    W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
+    # W's and the scales' row strides as multiples of their alignment (_launch.row_align; the same
+    # values), so that rows of 360 words (K = 2880) still load 16 bytes at a time
+    stride_we, stride_wn = stride_we // W_ALIGN * W_ALIGN, stride_wn // W_ALIGN * W_ALIGN
+    stride_se, stride_sn = stride_se // S_ALIGN * S_ALIGN, stride_sn // S_ALIGN * S_ALIGN
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -238,6 +243,7 @@ def fp4_gemm(
         acc.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words, num_warps=warps, num_stages=stages,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words, W_ALIGN=row_align(w),
+        S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
     )
     return split_k_result(acc, out, out_dtype, "fp4_gemm", split)

@@ -57,7 +57,7 @@ import triton.language as tl
 
 from ..layouts import TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
 from . import _helpers as h
-from ._launch import device_facts, split_k_result, split_k_target
+from ._launch import device_facts, row_align, split_k_result, split_k_target
 
 
 def _scale_ptx(out: list[str], bias: bool) -> str:
@@ -234,14 +234,17 @@ def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
 @triton.jit
 def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, TILED: tl.constexpr,
-                MAPPED: tl.constexpr):
+                SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, LANE_K: tl.constexpr, TWO_TILES: tl.constexpr,
+                TILED: tl.constexpr, MAPPED: tl.constexpr):
     """One 16-row tile (pointers of the lane's rows g and g + 8 into the words and the scales; in
     the tile layout the lane's own 16 bytes of each half and its scale bytes), one lane chunk of 32
     columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators. Past K:
     codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
-    wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
+    if LANE_K:  # K ends on a lane chunk: one mask per lane keeps the loads 16 bytes wide
+        wmask = (k_lane < K)[:, None]
+    else:
+        wmask = (k_lane[:, None] + tl.arange(0, 4)[None, :] * 8) < K
     # the weights are read once: first out of L1 and L2
     wl = _ld(wl_row[:, None] + word, wmask, EVEN_K, "evict_first")
     wh = _ld(wh_row[:, None] + word, wmask, EVEN_K, "evict_first")
@@ -259,8 +262,8 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
         sc_hi0 = _e8m0_bf16(_ld(sh_row + s_col, k_lane < K, EVEN_K, "").to(tl.int32))
         sc_lo1, sc_hi1 = sc_lo0, sc_hi0
     else:  # two groups of 16
-        sc_lo0, sc_lo1 = _e4m3_pair(sl_row, s_col, k_lane, K, EVEN_K)
-        sc_hi0, sc_hi1 = _e4m3_pair(sh_row, s_col, k_lane, K, EVEN_K)
+        sc_lo0, sc_lo1 = _e4m3_pair(sl_row, s_col, k_lane, K, EVEN_K, LANE_K)
+        sc_hi0, sc_hi1 = _e4m3_pair(sh_row, s_col, k_lane, K, EVEN_K, LANE_K)
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
@@ -284,15 +287,21 @@ def _fp4_gemv_mma(
     M, N, K, words_per_split,
     stride_am, stride_we, stride_wn, stride_se, stride_sn, stride_ge, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-    EVEN_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
+    EVEN_K: tl.constexpr, LANE_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
     CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
-    MAPPED: tl.constexpr,
+    MAPPED: tl.constexpr, A_ALIGN: tl.constexpr, W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
     # resident on an SM at once share few K ranges of A. GROUPED (MoE): grid axis 2 walks M-blocks
     # of M rows, each with its expert's weights (blk_e_ptr; -1: an unused block, written as zeros)
     # and, with GATHER, A's rows through a_rows_ptr (-1: padding, any row will do).
+    # the row strides' alignment (_launch.row_align) made visible, so that row starts allow 16-byte
+    # loads: the same values (the host checked), written as multiples (tl.multiple_of does not take
+    # a scalar argument)
+    stride_am = stride_am // A_ALIGN * A_ALIGN
+    stride_we, stride_wn = stride_we // W_ALIGN * W_ALIGN, stride_wn // W_ALIGN * W_ALIGN
+    stride_se, stride_sn = stride_se // S_ALIGN * S_ALIGN, stride_sn // S_ALIGN * S_ALIGN
     pid_k = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_b = tl.program_id(2)
@@ -367,12 +376,12 @@ def _fp4_gemv_mma(
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
                 p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                 x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
+                SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED)
             if ROWS == 2:
                 bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
                     p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
                     x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
-                    SCALE_KIND, EVEN_K, TWO_TILES, TILED, MAPPED)
+                    SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED)
 
     lane = tl.arange(0, 32)
     _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
@@ -409,11 +418,12 @@ def _e8m0_bf16(u):
 
 
 @triton.jit
-def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr):
+def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr, LANE_K: tl.constexpr):
     """The lane's two NVFP4 scales (columns k_lane.. and k_lane + 16..) of one row, loaded as one
     2-byte load (two 1-byte loads took 0.6-1.9 us more at N = K = 8192, M >= 2) -> 2 bf16x2."""
     j = tl.arange(0, 2)[None, :]
-    b = _ld(row[:, None] + s_col[:, None] + j, (k_lane[:, None] + j * 16) < K, EVEN_K, "")
+    mask = (k_lane < K)[:, None] if LANE_K else (k_lane[:, None] + j * 16) < K
+    b = _ld(row[:, None] + s_col[:, None] + j, mask, EVEN_K, "")
     return tl.split(_e4m3_bf16_folded(b.to(tl.int32)))
 
 
@@ -547,8 +557,9 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         block_expert if grouped else dummy, bias if bias is not None else dummy, acc, m, n, k, k_per_split // 8,
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
-        EVEN_K=k_per_split * grid[0] == k, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped, num_warps=k_warps,
+        EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
+        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped,
+        A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales), num_warps=k_warps,
         num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
