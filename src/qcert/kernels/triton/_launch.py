@@ -109,9 +109,10 @@ def _device_facts(index: int) -> tuple[tuple[int, int], int]:
 
 def row_align(t: torch.Tensor) -> int:
     """The largest power of two, up to 16 bytes' worth of elements, dividing every stride of t but
-    the last: what a kernel may promise the compiler about its row starts (tl.multiple_of). The JIT
-    marks an integer argument only when it is divisible by 16, so a row of 360 int32 words (K = 2880
-    in FP4) would otherwise be read 4 bytes at a time."""
+    the last: what a kernel may promise the compiler about its row starts, by rewriting a row stride
+    as `stride // align * align` (the same value; tl.multiple_of on a scalar argument had no effect).
+    The JIT marks an integer argument only when it is divisible by 16, so a row of 360 int32 words
+    (K = 2880 in FP4) would otherwise be read 4 bytes at a time."""
     align = max(16 // t.element_size(), 1)
     while align > 1 and any(st % align for st in t.stride()[:-1]):
         align //= 2

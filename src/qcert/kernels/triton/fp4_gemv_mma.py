@@ -296,9 +296,8 @@ def _fp4_gemv_mma(
     # resident on an SM at once share few K ranges of A. GROUPED (MoE): grid axis 2 walks M-blocks
     # of M rows, each with its expert's weights (blk_e_ptr; -1: an unused block, written as zeros)
     # and, with GATHER, A's rows through a_rows_ptr (-1: padding, any row will do).
-    # the row strides' alignment (_launch.row_align) made visible, so that row starts allow 16-byte
-    # loads: the same values (the host checked), written as multiples (tl.multiple_of does not take
-    # a scalar argument)
+    # the row strides as multiples of their alignment (_launch.row_align; the same values), so that
+    # rows of 360 words (K = 2880) still load 16 bytes at a time
     stride_am = stride_am // A_ALIGN * A_ALIGN
     stride_we, stride_wn = stride_we // W_ALIGN * W_ALIGN, stride_wn // W_ALIGN * W_ALIGN
     stride_se, stride_sn = stride_se // S_ALIGN * S_ALIGN, stride_sn // S_ALIGN * S_ALIGN
