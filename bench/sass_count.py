@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--max-regs", type=int, default=None,
                    help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled, else 128; 0 none)")
-    p.add_argument("--k", type=int, default=K, help="tensor-core kernel: K (default 8192; 2880 is gpt-oss' MoE)")
+    p.add_argument("--k", type=int, default=K, help="K (default 8192; 2880 is gpt-oss' MoE)")
     p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=a.k % 1024 == 0)
-    row_div16, aligns = _rows(a.k, kind, a.tiled or a.words or len(a.cfg) == 4)
+    row_div16, aligns = _rows(a.k, kind, True)  # both GEMV kernels read W as int32 words
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
              "stride_se"] + row_div16
     if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 pairs
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
-        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=K // bk, stride_ak=1)
+        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1)
         weights = bn * bk / (32 * warps)
         cap = None
     else:
