@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     if a.gemm:
         return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
-    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False, EVEN_K=a.k % 1024 == 0)
+    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False)
     row_div16, aligns = _rows(a.k, kind, True)  # both GEMV kernels read W as int32 words
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
              "stride_se"] + row_div16
@@ -136,7 +136,8 @@ def main(argv=None) -> int:
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
-        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1)
+        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
+                     EVEN_K=a.k % bk == 0)
         weights = bn * bk / (32 * warps)
         cap = None
     else:
