@@ -6,6 +6,8 @@
 #          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
 #   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
+#   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 (MXFP4, default configs): what
+#        M = 16 spends its time on (tensor pipe, issue, stalls, occupancy) next to M = 8
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
 # wheels); it is unpacked onto PYTHONPATH when present.
 set -o pipefail
@@ -34,6 +36,13 @@ for stage in "$@"; do
              -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
+    ncu) for m in 8 16; do
+           timeout "${NCU_S:-90}" ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 \
+             --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+             --section Occupancy --section MemoryWorkloadAnalysis --section SchedulerStats \
+             python3 bench/gemv_profile.py --kind mxfp4 --m "$m" --tiled > "$out/ncu_m$m.txt" 2>&1
+           echo "ncu M=$m: rc $?, $(wc -l < "$out/ncu_m$m.txt") lines in ncu_m$m.txt" | tee -a "$log"
+         done ;;
   esac
   echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"
 done
