@@ -36,7 +36,7 @@ for stage in "$@"; do
              -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
-    ncu) for m in 8 16; do
+    ncu) for m in 8 16; do  # the stage's rc below is the last echo's: each M's own rc is on its line
            timeout "${NCU_S:-90}" ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 \
              --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
              --section Occupancy --section MemoryWorkloadAnalysis --section SchedulerStats \

@@ -44,8 +44,7 @@ def _fp4_gemm(
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
     W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
-    # W's and the scales' row strides as multiples of their alignment (_launch.row_align; the same
-    # values), so that rows of 360 words (K = 2880) still load 16 bytes at a time
+    # row strides rewritten as multiples of their alignment: same values, seen by the compiler (_launch.row_align)
     stride_we, stride_wn = stride_we // W_ALIGN * W_ALIGN, stride_wn // W_ALIGN * W_ALIGN
     stride_se, stride_sn = stride_se // S_ALIGN * S_ALIGN, stride_sn // S_ALIGN * S_ALIGN
     pid_n = tl.program_id(0)

@@ -296,8 +296,7 @@ def _fp4_gemv_mma(
     # resident on an SM at once share few K ranges of A. GROUPED (MoE): grid axis 2 walks M-blocks
     # of M rows, each with its expert's weights (blk_e_ptr; -1: an unused block, written as zeros)
     # and, with GATHER, A's rows through a_rows_ptr (-1: padding, any row will do).
-    # the row strides as multiples of their alignment (_launch.row_align; the same values), so that
-    # rows of 360 words (K = 2880) still load 16 bytes at a time
+    # row strides rewritten as multiples of their alignment: same values, seen by the compiler (_launch.row_align)
     stride_am = stride_am // A_ALIGN * A_ALIGN
     stride_we, stride_wn = stride_we // W_ALIGN * W_ALIGN, stride_wn // W_ALIGN * W_ALIGN
     stride_se, stride_sn = stride_se // S_ALIGN * S_ALIGN, stride_sn // S_ALIGN * S_ALIGN
@@ -556,10 +555,10 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         block_expert if grouped else dummy, bias if bias is not None else dummy, acc, m, n, k, k_per_split // 8,
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
         acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
-        EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps, CHUNKS=chunks,
-        ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled, MAPPED=tiled or mapped,
-        A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales), num_warps=k_warps,
-        num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
+        EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps,
+        CHUNKS=chunks, ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled,
+        MAPPED=tiled or mapped, A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales),
+        num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
     return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
