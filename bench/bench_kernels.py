@@ -185,6 +185,7 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
     sets, wdq, nbytes = _fp4_weights(kind, n, k)
     tiles = [_tiles(s) for s in sets]
     rows, sweep = [], []
+    shape = f"N=K={k}" if n == k else f"N={n} K={k}"
     for m in (1, 16) if configs else ():  # config sweep: what limits the kernel, and the best config per M
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         best = None
@@ -214,13 +215,13 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
             t_eager = us(_rotating(lambda *s: _linear_tiles(kind, x, s), tiles))
         except Exception as e:
             print(f"{kind} GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
-            rows.append((f"{kind} GEMV M={m} N=K={k}", float("nan"), "FAILED", "", f"{type(e).__name__}", ""))
+            rows.append((f"{kind} GEMV M={m} {shape}", float("nan"), "FAILED", "", f"{type(e).__name__}", ""))
             continue
         t_bf16 = graph_us([lambda: x @ wdq.t()])
         moved = nbytes + x.numel() * 2 + m * n * 2
         roof = moved / bw * 1e6
         cfg = fvm.config(m, n, k, device_facts(x.device)[1])
-        rows.append((f"{kind} GEMV M={m} N=K={k}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
+        rows.append((f"{kind} GEMV M={m} {shape}", t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * roof / t:.0f}% of copy",
                      f"{roof:.1f} us", f"cuBLAS bf16 dequant {t_bf16:.1f} us ({t_bf16 / t:.2f}x); plain layout "
                      f"{t_plain:.1f} us ({t_plain / t:.2f}x); eager (no graph) {t_eager:.1f} us; cfg {cfg}",
                      f"{err:.1e}"))
@@ -378,6 +379,8 @@ def main(argv=None) -> int:
     only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
     groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
+              # a shape with few rows: the default launch splits K over programs (atomic adds)
+              ("gemv", lambda: gemv_rows("mxfp4", bw, ms=(1, 8, 16), n=2048, configs=False)),
               ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), [])),
               ("moe_sweep", lambda: (moe_sweep_rows(bw), []))]
     sweeps = []

@@ -228,3 +228,22 @@ def test_row_align_is_the_power_of_two_dividing_the_row_strides(shape, dtype, wa
     t = torch.empty(shape, dtype=dtype)
     assert row_align(t) == want
     assert all(st % want == 0 for st in t.stride()[:-1])
+
+
+def test_split_k_adds_are_relaxed_atomics():
+    """Every split-K add in the triton kernels passes sem="relaxed": triton's default (acq_rel)
+    fences each add and invalidates L1, which made split-K GEMVs up to 1.77x slower on the H100
+    (_launch.split_k_target). Read from the kernel sources, so a new atomic without it fails here."""
+    import ast
+    from pathlib import Path
+
+    import qcert.kernels.triton as kernels
+
+    calls = []
+    for path in sorted(Path(kernels.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "atomic_add":
+                sem = next((kw.value for kw in node.keywords if kw.arg == "sem"), None)
+                calls.append((path.name, node.lineno, sem.value if isinstance(sem, ast.Constant) else None))
+    assert len(calls) >= 4, calls  # fp4_gemv (2), fp4_gemm, fp4_gemv_mma
+    assert [c for c in calls if c[2] != "relaxed"] == []

@@ -157,7 +157,10 @@ def round_into(out: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
 def split_k_target(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str,
                    split: int) -> torch.Tensor:
     """What the kernel writes: the caller's (or a fresh) output or its store_buffer, or with split
-    K > 1 a zeroed fp32 buffer the splits add into (finish with split_k_result)."""
+    K > 1 a zeroed fp32 buffer the splits add into (finish with split_k_result). The kernels add
+    with relaxed atomics: only the next kernel reads the sums, and the launch boundary orders them.
+    Triton's default (acq_rel) fences every add and invalidates L1 (MEMBAR.GPU, CCTL.IVALL on
+    sm_90): split-K GEMVs took 1.13-1.77x as long on the H100 (bench/results/h100-triton.md)."""
     if split > 1:
         return torch.zeros(shape, dtype=torch.float32, device=device)
     return store_buffer(check_out(out, shape, dtype, device, what))

@@ -131,7 +131,7 @@ def _fp4_gemm(
     c_ptrs = c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :]
     c_mask = (offs_m < M)[:, None] & n_ok[None, :]
     if ATOMIC:
-        tl.atomic_add(c_ptrs, acc, mask=c_mask)
+        tl.atomic_add(c_ptrs, acc, mask=c_mask, sem="relaxed")  # no fences (_launch.split_k_target)
     else:
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
 

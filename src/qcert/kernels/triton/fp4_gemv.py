@@ -159,7 +159,7 @@ def _fp4_gemv(
     c_ptrs = c_ptr + offs_m[None, :] * stride_cm + offs_n[:, None]
     c_mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
     if ATOMIC:
-        tl.atomic_add(c_ptrs, acc, mask=c_mask)
+        tl.atomic_add(c_ptrs, acc, mask=c_mask, sem="relaxed")  # no fences (_launch.split_k_target)
     else:
         tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
 
@@ -246,7 +246,7 @@ def _fp4_gemv1(
     if HAS_BIAS:
         out = out + tl.where(pid_k == 0, 1.0, 0.0) * tl.load(bias_ptr + rows).to(tl.float32)
     if ATOMIC:
-        tl.atomic_add(c_ptr + offs_n, out, mask=offs_n < N)
+        tl.atomic_add(c_ptr + offs_n, out, mask=offs_n < N, sem="relaxed")  # no fences (_launch.split_k_target)
     else:
         tl.store(c_ptr + offs_n, out.to(c_ptr.dtype.element_ty), mask=offs_n < N)
 

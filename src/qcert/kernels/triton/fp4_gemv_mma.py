@@ -179,7 +179,7 @@ def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, sc
         ptrs = c_ptr + m * stride_cm + row
         mask = (m < M) & (row < N)
         if ATOMIC:
-            tl.atomic_add(ptrs, v, mask=mask)
+            tl.atomic_add(ptrs, v, mask=mask, sem="relaxed")  # no fences (_launch.split_k_target)
         else:
             tl.store(ptrs, v.to(c_ptr.dtype.element_ty), mask=mask)
 
