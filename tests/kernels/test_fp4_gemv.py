@@ -247,3 +247,18 @@ def test_split_k_adds_are_relaxed_atomics():
                 calls.append((path.name, node.lineno, sem.value if isinstance(sem, ast.Constant) else None))
     assert len(calls) >= 4, calls  # fp4_gemv (2), fp4_gemm, fp4_gemv_mma
     assert [c for c in calls if c[2] != "relaxed"] == []
+
+
+@pytest.mark.parametrize("n,k", [(8192, 8192), (4096, 8192), (2048, 8192), (1536, 7168), (576, 7168), (256, 7168),
+                                 (7168, 2048), (16, 256), (2880, 2880)])
+def test_gemv_config_splits_over_programs_only_with_two_tiles(n, k):
+    """fp4_gemv_mma.config's measured rule: a split over programs (two extra kernels) only with two
+    n8 tiles (M > 8), at most 8 ways and 8 warps a program there; never more warps over K than steps."""
+    from qcert.kernels.triton.fp4_gemv_mma import config
+
+    for m in range(1, 17):
+        rows, k_warps, chunks, split = config(m, n, k)
+        assert (rows, chunks) == ((1, 1) if m <= 8 else (2, 1))
+        assert split == 1 if m <= 8 else (split <= 8 and k_warps <= 8)
+        assert k_warps * split <= max(1, k // 128)
+    assert config(16, 8192, 8192) == (2, 8, 1, 1)  # enough blocks: no split

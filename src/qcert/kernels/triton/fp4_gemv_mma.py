@@ -469,19 +469,25 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     """(rows, k_warps, chunks, split_k), measured on the H100 (bench/results/h100-triton.md).
     Dense, at N = K = 8192: one lane chunk per step; M <= 8 one 16-row tile per program, M > 8 (two
     n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments (with the word map,
-    2 chunks per step lost 0.5-0.8 us to 1 at M = 16). K is split over the program's warps, then
-    over programs, until the SMs hold about 32 warps each (16 with two n8 tiles). Grouped (the
-    decode MoE, many blocks already): 4 warps over K, one split, the best of 1 to 8 warps for the
-    MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
+    2 chunks per step lost 0.5-0.8 us to 1 at M = 16). K is split over the program's warps until
+    the SMs hold about 32 warps each (16 with two tiles, whose 96 registers fit two 8-warp programs
+    an SM). Splitting K over programs as well costs two more kernels (zeroing and conversion, ~5 us
+    in a graph): at M <= 8 it lost at every shape measured (N = 256-4096, K = 7168-8192); with two
+    tiles, where 8 warps do not fill the SMs, 4-warp programs split up to 8 ways won (N = 256-4096:
+    1.1-1.6x over the 8- and 16-warp programs). Grouped (the decode MoE, many blocks already): 4
+    warps over K, one split, the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32,
+    H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
     if grouped:
         return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
-    rows, chunks, per_sm = (1, 1, 32) if m <= 8 else (2, 1, 16)
+    rows, chunks, per_sm, max_warps = (1, 1, 32, 16) if m <= 8 else (2, 1, 16, 8)
     blocks, steps, want = triton.cdiv(n, 16 * rows), k // (128 * chunks), per_sm * sms
     k_warps = split = 1
-    while k_warps < 16 and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
+    while k_warps < max_warps and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
         k_warps *= 2
-    while blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
-        split *= 2
+    if rows == 2 and blocks * k_warps * 2 <= want:  # 8 warps short of filling the SMs
+        k_warps = min(k_warps, 4)
+        while split < 8 and blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
+            split *= 2
     return rows, k_warps, chunks, split
 
 
