@@ -6,7 +6,8 @@
 - MXFP4 / NVFP4 GEMV, N = K = 8192, M = 1..16, weights in the tile layout the engine loads on NVIDIA
   GPUs: time, achieved bandwidth over weight+scale bytes, % of copy bandwidth, roofline time (bytes /
   copy bandwidth), the same kernel on the plain checkpoint layout, and cuBLAS bf16 on the dequantized
-  weights (the baseline a loader without a kernel falls back to);
+  weights (the baseline a loader without a kernel falls back to); and MXFP4 at N = 2048, K = 8192,
+  a shape whose 16-row tiles do not fill the SMs (M = 16 splits K over programs);
 - FP8 W8A8 GEMM at prefill sizes vs torch._scaled_mm (per-tensor scales) on the same operands;
 - MXFP4 and NVFP4 W4A4 MoE timings (eager, and replayed in a CUDA graph) against the touched
   experts' bytes, the general grouped kernel at decode sizes, and the torch reference.

@@ -7,7 +7,9 @@
 #   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 #   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 (MXFP4, default configs): what
-#        M = 16 spends its time on (tensor pipe, issue, stalls, occupancy) next to M = 8
+#        M = 16 spends its time on (pipes, stall reasons per issued instruction, occupancy, L1) next to M = 8
+#   configs: bench/gemv_configs.py: the GEMV's default config against others at M = 16 over shapes,
+#        and the MoE decode's warps per grouped GEMM (MXFP4)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
 # wheels); it is unpacked onto PYTHONPATH when present.
 set -o pipefail
@@ -35,11 +37,17 @@ for stage in "$@"; do
     tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_moe_routing.py -q \
              -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
+    configs) { timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --m 16
+               timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --moe 1,16; } 2>&1 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
-    ncu) for m in 8 16; do  # the stage's rc below is the last echo's: each M's own rc is on its line
+    ncu) metrics="regex:smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active\.ratio"
+         metrics+=",regex:sm__inst_executed_pipe_[a-z_]+\.avg\.pct_of_peak_sustained_active"
+         metrics+=",sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.per_cycle_active"
+         metrics+=",breakdown:l1tex__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__t_sector_hit_rate.pct"
+         metrics+=",l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,launch__registers_per_thread"
+         for m in 8 16; do  # the stage's rc below is the last echo's: each M's own rc is on its line
            timeout "${NCU_S:-90}" ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 \
-             --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
-             --section Occupancy --section MemoryWorkloadAnalysis --section SchedulerStats \
+             --section SpeedOfLight --section Occupancy --section SchedulerStats --metrics "$metrics" \
              python3 bench/gemv_profile.py --kind mxfp4 --m "$m" --tiled > "$out/ncu_m$m.txt" 2>&1
            echo "ncu M=$m: rc $?, $(wc -l < "$out/ncu_m$m.txt") lines in ncu_m$m.txt" | tee -a "$log"
          done ;;
