@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from qcert.conformance import cli, newcase, selftest
 from qcert.conformance.mutants import Mutant, MutantError, discover
@@ -75,6 +76,24 @@ def test_selftest_reports_unknown_case_and_missing_target():
     assert not unknown.ok and "device/no-such-case" in unknown.problem
     [missing] = selftest.run(mutants={"t/b": _toy(id="t/b", patches=[("qcert.engine.args", "no_such_fn", None)])})
     assert not missing.ok and "qcert.engine.args.no_such_fn does not exist" in missing.problem
+
+
+def test_selftest_reports_hardware_cases_as_not_run_here():
+    """A mutant naming a GPU case: without --hardware the case is not run (None), neither killed nor
+    survived, and the mutant is not a failure; the CPU cases it names still have to fail."""
+    gpu_only = _toy(id="t/gpu", kills=["kernels/gpu-mxfp4-nan-scale-propagates"])
+    [result] = selftest.run(mutants={"t/gpu": gpu_only})
+    assert result.ok and result.killed == {"kernels/gpu-mxfp4-nan-scale-propagates": None}
+    mixed = _toy(id="t/mixed", kills=["device/strip-index", "kernels/gpu-mxfp4-nan-scale-propagates"])
+    [result] = selftest.run(mutants={"t/mixed": mixed})
+    assert not result.ok
+    assert result.killed == {"device/strip-index": False, "kernels/gpu-mxfp4-nan-scale-propagates": None}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_selftest_refuses_hardware_that_is_not_there():
+    with pytest.raises(MutantError, match="--hardware cuda: no such device"):
+        selftest.run(mutants={"t/gpu": _toy(id="t/gpu")}, hardware=["cuda"])
 
 
 def test_mutant_patches_are_undone():

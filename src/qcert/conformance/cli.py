@@ -128,6 +128,8 @@ def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: 2 where there are 2 cores or more)")
     p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--hardware", action="append", default=[], choices=("cuda", "rocm"),
+                   help="also run the named cases that need this accelerator (repeatable; it must be present)")
 
 
 def _selftest(ns: argparse.Namespace) -> int:
@@ -137,7 +139,7 @@ def _selftest(ns: argparse.Namespace) -> int:
     try:
         if ns.workers < 1:
             raise UsageError(f"--workers {ns.workers}: expected 1 or more")
-        results = selftest.run(only=ns.mutant, workers=ns.workers)
+        results = selftest.run(only=ns.mutant, workers=ns.workers, hardware=ns.hardware)
     except MutantError as e:
         if ns.mutant and str(e).startswith("unknown mutant"):
             raise UsageError(str(e)) from None

@@ -142,14 +142,19 @@ def case_list(cases: list[dict[str, Any]]) -> None:
 def selftest_table(results: list[Any]) -> None:
     rows = []
     for r in results:
-        cases = ", ".join(f"{c}{'' if k else ' (SURVIVED)'}" for c, k in r.killed.items()) or ", ".join(r.mutant.kills)
-        rows.append((r.mutant.id, cases, "yes" if r.ok else ("ERROR" if r.problem else "NO"), f"{r.seconds:.2f}s"))
+        marks = {True: "", False: " (SURVIVED)", None: " (needs hardware: not run here)"}
+        cases = ", ".join(f"{c}{marks[k]}" for c, k in r.killed.items()) or ", ".join(r.mutant.kills)
+        status = "yes" if r.ok else ("ERROR" if r.problem else "NO")
+        if r.ok and r.killed and all(k is None for k in r.killed.values()):
+            status = "hw"  # nothing it names ran here
+        rows.append((r.mutant.id, cases, status, f"{r.seconds:.2f}s"))
     if _is_tty():
         from rich.table import Table
 
         table = Table("mutant", "cases", "killed?", "time", title="qcert selftest")
         for mutant_id, cases, killed, secs in rows:
-            table.add_row(mutant_id, cases, f"[{'green' if killed == 'yes' else 'red'}]{killed}", secs)
+            colour = {"yes": "green", "hw": "yellow"}.get(killed, "red")
+            table.add_row(mutant_id, cases, f"[{colour}]{killed}", secs)
         _console().print(table)
     else:
         for mutant_id, cases, killed, secs in rows:
@@ -158,4 +163,6 @@ def selftest_table(results: list[Any]) -> None:
         if r.problem:
             print(f"{r.mutant.id}: {r.problem}")
     survived = sum(not r.ok for r in results)
-    print(f"{len(results)} mutants, {len(results) - survived} killed, {survived} not killed")
+    hardware_only = sum(row[2] == "hw" for row in rows)
+    print(f"{len(results)} mutants, {len(results) - survived - hardware_only} killed, {survived} not killed"
+          + (f", {hardware_only} naming only hardware cases (hw: run with --hardware)" if hardware_only else ""))

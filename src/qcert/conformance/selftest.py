@@ -1,5 +1,9 @@
 """`qcert selftest`: every mutant must make each case it names fail against the built-in engine.
 
+A named case that needs hardware (a GPU case) runs only where `--hardware` asks for it, as in `qcert
+run`; elsewhere it is reported as not run here (None in `killed`), never as killed or survived. A
+mutant naming only such cases is then checked by the nightly hardware jobs alone.
+
 Per worker process, torch and the case modules are imported once; each mutant gets its own
 in-process pytest session over just the modules holding its cases, with its patches applied around
 that session and always undone. With several workers the mutants are dealt out round-robin to
@@ -25,13 +29,14 @@ from qcert.conformance.mutants import Mutant, MutantError, discover
 @dataclass
 class MutantResult:
     mutant: Mutant
-    killed: dict[str, bool] = field(default_factory=dict)  # case id -> at least one item failed
+    # case id -> at least one item failed; None: the case needs hardware this run did not ask for
+    killed: dict[str, bool | None] = field(default_factory=dict)
     problem: str | None = None  # unknown case, a patch that cannot apply, a broken session
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and all(self.killed.values())
+        return self.problem is None and all(k is not False for k in self.killed.values())
 
 
 def cases_dir() -> Path:
@@ -94,7 +99,14 @@ class _Grab:
 
 
 def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None = None,
-        folder: Path | None = None, workers: int = 1) -> list[MutantResult]:
+        folder: Path | None = None, workers: int = 1, hardware: list[str] | tuple[str, ...] = ()) -> list[MutantResult]:
+    """`hardware`: the accelerators to run hardware cases on; each must be present (a case that
+    fails only because its device is missing would pass for a kill)."""
+    from qcert.conformance import hardware as hw
+
+    missing = [k for k in hardware if not hw.present(k)]
+    if missing:
+        raise MutantError(f"--hardware {', '.join(missing)}: no such device is visible to torch here")
     folder = folder or cases_dir()
     mutants = discover() if mutants is None else mutants
     if only is not None:
@@ -104,49 +116,59 @@ def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None =
                 raise MutantError(f"unknown mutant {name!r}; known: {', '.join(sorted(mutants))}")
         mutants = {name: mutants[name] for name in wanted}
     if workers > 1 and len(mutants) > 1:
-        return _run_parallel(mutants, workers)
-    rc, items, output = collect(folder, ["--qcert-no-expectations"])
+        return _run_parallel(mutants, workers, hardware)
+    hw_args = [a for k in hardware for a in ("--hardware", k)]
+    rc, items, output = collect(folder, ["--qcert-no-expectations", *hw_args])
     if rc not in (0, 5):
         raise MutantError(f"collecting {folder} failed (pytest exit {rc}):\n{output[-3000:]}")
     modules: dict[str, set[str]] = {}
+    needs: dict[str, str] = {}  # case id -> the hardware it needs and this run did not ask for
     for item in items:
-        modules.setdefault(plugin.case_props(item)["case"], set()).add(str(item.path))
-    return [_run_one(m, modules, folder) for m in mutants.values()]
+        props = plugin.case_props(item)
+        modules.setdefault(props["case"], set()).add(str(item.path))
+        if props["hardware"] is not None and not hw.satisfies(props["hardware"], set(hardware)):
+            needs[props["case"]] = props["hardware"]
+    return [_run_one(m, modules, needs, folder, hw_args) for m in mutants.values()]
 
 
-def _run_one(mutant: Mutant, modules: dict[str, set[str]], folder: Path) -> MutantResult:
+def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: dict[str, str], folder: Path,
+             hw_args: list[str]) -> MutantResult:
     result = MutantResult(mutant)
     unknown = [c for c in mutant.kills if c not in modules]
     if unknown:
         result.problem = f"names unknown case(s): {', '.join(unknown)}"
         return result
-    files = sorted(set().union(*(modules[c] for c in mutant.kills)))
-    selection = [a for c in mutant.kills for a in ("--qcert-case", c)]
-    grab = _Grab(set(mutant.kills))
+    kills = [c for c in mutant.kills if c not in needs]
+    if not kills:  # every named case needs hardware this run did not ask for
+        result.killed = {c: None for c in mutant.kills}
+        return result
+    files = sorted(set().union(*(modules[c] for c in kills)))
+    selection = [a for c in kills for a in ("--qcert-case", c)]
+    grab = _Grab(set(kills))
     out = io.StringIO()
     start = time.perf_counter()
     try:
         with mutant.apply(), contextlib.redirect_stdout(out):
             rc = pytest.main([*files, *base_args(folder), *_FAST, "--qcert-no-expectations",
-                             "--hypothesis-profile=selftest", *selection],
+                             "--hypothesis-profile=selftest", *hw_args, *selection],
                              plugins=[grab])
     except MutantError as e:
         result.problem = str(e)
         return result
     finally:
         result.seconds = time.perf_counter() - start
-    stopped_by_us = rc == pytest.ExitCode.INTERRUPTED and grab.killed == set(mutant.kills)
+    stopped_by_us = rc == pytest.ExitCode.INTERRUPTED and grab.killed == set(kills)
     if (rc not in (0, 1) and not stopped_by_us) or grab.result is None:
         result.problem = f"pytest exit {int(rc)}:\n{out.getvalue()[-2000:]}"
         return result
-    result.killed = {c: False for c in mutant.kills}
+    result.killed = {c: (None if c in needs else False) for c in mutant.kills}
     for record in grab.result["records"]:
         if record["outcome"] in ("failed", "error"):
             result.killed[record["case"]] = True
     return result
 
 
-def _run_parallel(mutants: dict[str, Mutant], workers: int) -> list[MutantResult]:
+def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware) -> list[MutantResult]:
     """Deal the mutants out round-robin to `workers` child selftests and merge their results."""
     import json
     import subprocess
@@ -160,7 +182,7 @@ def _run_parallel(mutants: dict[str, Mutant], workers: int) -> list[MutantResult
         for n, group in enumerate(groups):
             out = Path(tmp) / f"{n}.json"
             cmd = [sys.executable, "-m", "qcert.conformance.cli", "selftest", "--workers", "1", "--json", str(out),
-                   *[a for m in group for a in ("--mutant", m)]]
+                   *[a for m in group for a in ("--mutant", m)], *[a for k in hardware for a in ("--hardware", k)]]
             procs.append((group, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                         text=True)))
         rows: dict[str, dict] = {}

@@ -29,6 +29,7 @@ __all__ = [
     "call",
     "define_op",
     "env_var",
+    "is_reference",
     "load_errors",
     "ops",
     "register_backend",
@@ -208,6 +209,12 @@ def backends(op: str) -> list[Backend]:
 
 def available_backends(op: str, ctx: OpContext) -> list[str]:
     return [b.name for b in backends(op) if b.check(ctx) is None]
+
+
+def is_reference(op: str, name: str) -> bool:
+    """Whether `name` is op's torch reference or a stand-in for a kernel (the reference on the
+    kernel's layout): what runs where no kernel does."""
+    return name == REFERENCE or any(b.name == name and b.priority >= REFERENCE_PRIORITY - 1 for b in backends(op))
 
 
 ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes

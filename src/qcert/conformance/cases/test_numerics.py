@@ -7,7 +7,8 @@ import torch
 
 from qcert import fixtures
 from qcert.conformance.case import case
-from qcert.kernels.tolerances import assert_close_rel
+from qcert.kernels import registry
+from qcert.kernels.tolerances import GPU_FORWARD_BOUNDS, assert_close_rel
 
 # W4A4 forward vs a W4A16 reference: fp4 activation rounding through a few tiny layers measures
 # 0.30-0.42 relative error on these fixtures; a wrong nibble order or scale measures > 1.
@@ -50,3 +51,48 @@ def test_generate(engine):
     assert out.shape == (1, 7) and torch.equal(out[:, :4], IDS[:1, :4])
     for t in range(4, 7):
         assert out[0, t] == model.forward(out[:, :t])[0, -1].argmax()
+
+
+# decode-sized (the GEMV and the MoE's grouped GEMV), a small batch, and prefill (the general GEMM and
+# grouped kernel: more than 64 token-expert rows)
+GPU_INPUTS = [IDS[:1, :5], IDS, torch.randint(0, 256, (4, 24), generator=torch.Generator().manual_seed(8))]
+# (family, format, fixture params, bound): every fp4/fp8 op kind on its default GPU backends; MoE
+# families for the grouped kernels and the word map, dense linears for the tile layout
+GPU_SUBJECTS = [
+    ("deepseek-v3", "quark-mxfp4", {"act": None}, "fp4"),
+    ("deepseek-v3", "quark-mxfp4", {}, "fp4"),
+    ("qwen3.5-moe", "quark-mxfp4", {}, "fp4"),
+    ("deepseek-v3", "modelopt-nvfp4", {}, "fp4"),
+    ("qwen3-moe", "ct-nvfp4", {}, "fp4"),
+    ("llama", "ct-mxfp4", {}, "fp4"),
+    ("deepseek-v3", "modelopt-fp8", {}, "fp8"),
+]
+
+
+def _has_kernel(op: str) -> bool:
+    """op has a backend besides the torch reference (bf16_linear and fp8_moe run torch on every device)."""
+    return any(not registry.is_reference(op, b.name) for b in registry.backends(op))
+
+
+@case("numerics/gpu-forward-matches-cpu",
+      "on the GPU every quantized op runs a GPU kernel (never a silent fallback to the torch reference) and the "
+      "logits match the same checkpoint's on the CPU",
+      refs=["sglang#22543"], features=["numerics", "kernels", "triton", "flashinfer", "layouts", "mxfp4", "nvfp4",
+                                       "fp8", "quark", "modelopt", "compressed-tensors", "deepseek-v3", "qwen-moe",
+                                       "llama"], hardware="gpu")
+@pytest.mark.parametrize("family,fmt,params,bound", GPU_SUBJECTS,
+                         ids=[f"{f}-{m}{'-w4a16' if p.get('act', 1) is None else ''}" for f, m, p, _ in GPU_SUBJECTS])
+def test_gpu_forward(engine, family, fmt, params, bound):
+    path = fixtures.cached(family, fmt, **params)
+    gpu = engine.load(path, device="cuda")  # bf16, the backends the registry picks on this GPU
+    outs = [gpu.forward(ids) for ids in GPU_INPUTS]
+    report = gpu.report()
+    assert report["device"].startswith("cuda"), f"loaded on {report['device']}"
+    used = {op: [b] if isinstance(b, str) else b for op, b in report["backends"].items() if _has_kernel(op)}
+    assert used, f"the forward ran no op that has a kernel: {report['backends']}"
+    fallback = {op: names for op, names in used.items() if any(registry.is_reference(op, n) for n in names)}
+    assert not fallback, f"the torch reference ran on the GPU where a kernel is registered: {fallback}"
+    cpu = engine.load(path, device="cpu")  # the same dtype (bf16): the reference rounds where the kernels do
+    for ids, out in zip(GPU_INPUTS, outs):
+        assert_close_rel(out, cpu.forward(ids), "bf16", f"{family} {fmt} GPU vs CPU logits, ids {tuple(ids.shape)}",
+                         bound=GPU_FORWARD_BOUNDS[bound])

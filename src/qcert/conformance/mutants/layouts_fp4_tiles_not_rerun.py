@@ -21,7 +21,7 @@ MUTANT = Mutant(
     id="layouts/fp4-tiles-not-rerun",
     description="a weight update leaves dense FP4 weights in the plain layout while the tile kernel reads them",
     upstream="class of bug: post-load repacks keyed on one-shot flags (sglang#22204)",
-    kills=["layouts/fp4-tiles-in-place"],
+    kills=["layouts/fp4-tiles-in-place", "weight-update/gpu-equals-fresh-load"],
     patches=[("qcert.engine.quant.fp4_tiles_layout", "applies", applies_once),
              ("qcert.engine.quant.fp4_tiles_layout", "inverse", inverse_keeping_flag)],
 )

@@ -15,6 +15,7 @@ MUTANT = Mutant(
     id="weight-update/no-transform-rerun",
     description="update writes plain checkpoint tensors and skips the layout transform",
     upstream="sglang#22204",
-    kills=["layouts/update-rewrites-layout", "weight-update/equals-fresh-load"],
+    kills=["layouts/update-rewrites-layout", "weight-update/equals-fresh-load",
+           "weight-update/gpu-equals-fresh-load"],
     patches=[("qcert.engine.loader", "LoadedModel._write_update", write_raw)],
 )

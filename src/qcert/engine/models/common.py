@@ -146,7 +146,7 @@ def grouped_topk(logits: torch.Tensor, bias: torch.Tensor | None, top_k: int, n_
 
 
 def rope_cos_sin(positions: torch.Tensor, dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device) / dim))
     freqs = positions.float()[:, None] * inv_freq[None, :]
     return freqs.cos(), freqs.sin()  # [T, dim/2]
 

@@ -73,13 +73,13 @@ def dequantize(scheme: Scheme, t: dict[str, torch.Tensor]) -> torch.Tensor:
 LAYOUTS: dict = {}
 
 
-def backend_layout(layer, op: str, dtype: torch.dtype | None = None) -> str | None:
+def backend_layout(layer, op: str) -> str | None:
     """The layout that op's backend for this layer consumes (as it will be selected at forward, the
-    layer's backend request included; dtype: the activations', when not the weight's own), or None
-    when a requested backend cannot run here (the layer stays plain and forward names the problem)."""
+    layer's backend request included), or None when a requested backend cannot run here (the layer
+    stays plain and forward names the problem). Selected for the activations' dtype: the packed
+    weight's own (uint8) fails every kernel's dtype check, so the layouts were never applied on GPUs."""
     ctx = registry.OpContext.from_tensor(layer.weight)
-    if dtype is not None:
-        ctx.dtype = dtype
+    ctx.dtype = layer.compute_dtype
     try:
         return registry.select(op, ctx, getattr(layer, "backend_requests", {}).get(op), layout=registry.ANY_LAYOUT).layout
     except registry.BackendUnavailable:
