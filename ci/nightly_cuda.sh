@@ -10,6 +10,8 @@ python -c "import torch; assert torch.cuda.is_available() and torch.version.hip 
 python -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
 qcert run --hardware cuda --json "$out/cuda.json" --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tee "$out/run.log"
+# every mutant, the GPU cases they name included
+qcert selftest --hardware cuda --json "$out/selftest.json" 2>&1 | tee "$out/selftest.log"
 # informative: flashinfer's fp4_quantize is a silent no-op before sm100 (the log shows it)
 python bench/flashinfer_fp4_probe.py 2>&1 | tee "$out/flashinfer_probe.log" || true
 # a check: qcert's TRT-LLM FP4 MoE layout must equal flashinfer's own preparation (skips without flashinfer)

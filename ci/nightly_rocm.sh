@@ -7,3 +7,4 @@ python -c "import torch; assert torch.cuda.is_available() and torch.version.hip 
 python -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware rocm -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
 qcert run --hardware rocm 2>&1 | tee "$out/run.log"
+qcert selftest --hardware rocm --json "$out/selftest.json" 2>&1 | tee "$out/selftest.log"

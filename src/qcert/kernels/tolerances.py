@@ -45,7 +45,7 @@ ACT_QDQ_FORWARD_BOUNDS: dict[str, float] = {"nvfp4": 0.4, "fp8": 0.15, "mxfp4": 
 # on the CPU in bf16 (the torch reference). Measured on the H100 (numerics/gpu-forward-matches-cpu,
 # bench/results/h100-qcert-run.md): every fp4 subject below 5e-4, W4A4 included (the kernels decode
 # exactly and add in fp32, as the reference); fp8 W8A8 0.07-0.12, where the reference rounds to bf16 at
-# other points (the GPU is the closer of the two to a float32 CPU run, 0.07 against 0.09-0.17). A wrong
+# other points (each is as far from a float32 CPU run as the other: 0.07-0.17 and 0.09-0.13). A wrong
 # layout, nibble order or scale measures O(1).
 GPU_FORWARD_BOUNDS: dict[str, float] = {"fp4": 1e-2, "fp8": 0.3}
 # The other side: weight-only paths match the twin to ~1e-6, so an error below this floor means the
