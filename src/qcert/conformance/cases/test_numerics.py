@@ -61,6 +61,8 @@ GPU_INPUTS = [IDS[:1, :5], IDS, torch.randint(0, 256, (4, 24), generator=torch.G
 GPU_SUBJECTS = [
     ("deepseek-v3", "quark-mxfp4", {"act": None}, "fp4"),
     ("deepseek-v3", "quark-mxfp4", {}, "fp4"),
+    ("glm-5", "quark-mxfp4", {}, "fp4"),  # DSA indexer (added after the 2026-12-07 GPU run)
+    ("kimi-k2.5", "quark-mxfp4", {}, "fp4"),  # the multimodal wrapper (likewise)
     ("qwen3.5-moe", "quark-mxfp4", {}, "fp4"),
     ("deepseek-v3", "modelopt-nvfp4", {}, "fp4"),
     ("qwen3-moe", "ct-nvfp4", {}, "fp4"),
@@ -78,8 +80,8 @@ def _has_kernel(op: str) -> bool:
       "on the GPU every quantized op runs a GPU kernel (never a silent fallback to the torch reference) and the "
       "logits match the same checkpoint's on the CPU",
       refs=["sglang#22543"], features=["numerics", "kernels", "triton", "flashinfer", "layouts", "mxfp4", "nvfp4",
-                                       "fp8", "quark", "modelopt", "compressed-tensors", "deepseek-v3", "qwen-moe",
-                                       "llama"], hardware="gpu")
+                                       "fp8", "quark", "modelopt", "compressed-tensors", "deepseek-v3", "glm-5",
+                                       "qwen-moe", "llama"], hardware="gpu")
 @pytest.mark.parametrize("family,fmt,params,bound", GPU_SUBJECTS,
                          ids=[f"{f}-{m}{'-w4a16' if p.get('act', 1) is None else ''}" for f, m, p, _ in GPU_SUBJECTS])
 def test_gpu_forward(engine, family, fmt, params, bound):
