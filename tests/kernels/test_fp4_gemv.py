@@ -167,7 +167,8 @@ def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
     mapped = fvm.fp4_gemv_mma(x, fvm.as_words(mw), ws, kind_id, g, bias, None, torch.float32, cfg, mapped=True)
     assert_close_rel(got, want, "fp32")
     assert_close_rel(got, plain, "fp32")
-    if (cfg or fvm.config(m, n, k, device_facts(x.device)[1]))[3] == 1:  # split over programs adds with atomics: the order may differ
+    launched = cfg or fvm.config(m, n, k, device_facts(x.device)[1])
+    if launched[3] == 1:  # a split over programs adds with atomics: the order may differ
         assert torch.equal(got, mapped)
 
 

@@ -141,12 +141,10 @@ def case_list(cases: list[dict[str, Any]]) -> None:
 
 def selftest_table(results: list[Any]) -> None:
     rows = []
+    marks = {True: "", False: " (SURVIVED)", None: " (needs hardware: not run here)"}
     for r in results:
-        marks = {True: "", False: " (SURVIVED)", None: " (needs hardware: not run here)"}
         cases = ", ".join(f"{c}{marks[k]}" for c, k in r.killed.items()) or ", ".join(r.mutant.kills)
-        status = "yes" if r.ok else ("ERROR" if r.problem else "NO")
-        if r.ok and r.killed and all(k is None for k in r.killed.values()):
-            status = "hw"  # nothing it names ran here
+        status = "hw" if r.ok and r.hardware_only else ("yes" if r.ok else ("ERROR" if r.problem else "NO"))
         rows.append((r.mutant.id, cases, status, f"{r.seconds:.2f}s"))
     if _is_tty():
         from rich.table import Table
@@ -163,6 +161,6 @@ def selftest_table(results: list[Any]) -> None:
         if r.problem:
             print(f"{r.mutant.id}: {r.problem}")
     survived = sum(not r.ok for r in results)
-    hardware_only = sum(row[2] == "hw" for row in rows)
+    hardware_only = sum(r.ok and r.hardware_only for r in results)
     print(f"{len(results)} mutants, {len(results) - survived - hardware_only} killed, {survived} not killed"
           + (f", {hardware_only} naming only hardware cases (hw: run with --hardware)" if hardware_only else ""))

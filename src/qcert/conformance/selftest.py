@@ -38,6 +38,11 @@ class MutantResult:
     def ok(self) -> bool:
         return self.problem is None and all(k is not False for k in self.killed.values())
 
+    @property
+    def hardware_only(self) -> bool:
+        """Nothing it names ran here: every case needs hardware this run did not ask for."""
+        return bool(self.killed) and all(k is None for k in self.killed.values())
+
 
 def cases_dir() -> Path:
     from qcert.conformance import cases
@@ -117,21 +122,25 @@ def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None =
         mutants = {name: mutants[name] for name in wanted}
     if workers > 1 and len(mutants) > 1:
         return _run_parallel(mutants, workers, hardware)
-    hw_args = [a for k in hardware for a in ("--hardware", k)]
+    hw_args = _hardware_args(hardware)
     rc, items, output = collect(folder, ["--qcert-no-expectations", *hw_args])
     if rc not in (0, 5):
         raise MutantError(f"collecting {folder} failed (pytest exit {rc}):\n{output[-3000:]}")
     modules: dict[str, set[str]] = {}
-    needs: dict[str, str] = {}  # case id -> the hardware it needs and this run did not ask for
+    needs: set[str] = set()  # cases that need hardware this run did not ask for
     for item in items:
         props = plugin.case_props(item)
         modules.setdefault(props["case"], set()).add(str(item.path))
         if props["hardware"] is not None and not hw.satisfies(props["hardware"], set(hardware)):
-            needs[props["case"]] = props["hardware"]
+            needs.add(props["case"])
     return [_run_one(m, modules, needs, folder, hw_args) for m in mutants.values()]
 
 
-def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: dict[str, str], folder: Path,
+def _hardware_args(hardware) -> list[str]:
+    return [a for kind in hardware for a in ("--hardware", kind)]
+
+
+def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: set[str], folder: Path,
              hw_args: list[str]) -> MutantResult:
     result = MutantResult(mutant)
     unknown = [c for c in mutant.kills if c not in modules]
@@ -168,7 +177,7 @@ def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: dict[str, str]
     return result
 
 
-def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware) -> list[MutantResult]:
+def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware: list[str] | tuple[str, ...]) -> list[MutantResult]:
     """Deal the mutants out round-robin to `workers` child selftests and merge their results."""
     import json
     import subprocess
@@ -182,7 +191,7 @@ def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware) -> list[Mu
         for n, group in enumerate(groups):
             out = Path(tmp) / f"{n}.json"
             cmd = [sys.executable, "-m", "qcert.conformance.cli", "selftest", "--workers", "1", "--json", str(out),
-                   *[a for m in group for a in ("--mutant", m)], *[a for k in hardware for a in ("--hardware", k)]]
+                   *[a for m in group for a in ("--mutant", m)], *_hardware_args(hardware)]
             procs.append((group, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                         text=True)))
         rows: dict[str, dict] = {}

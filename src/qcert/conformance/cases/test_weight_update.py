@@ -36,6 +36,28 @@ def snapshot(model) -> dict:
     return {n: (p, p.data_ptr(), raw(p)) for n, p in model.parameters().items()}
 
 
+def check_update_equals_fresh(engine, family, fmt, kw):
+    """Load, update to the seed-1 checkpoint, compare with a fresh load of it; returns the updated model."""
+    old, new = fixtures.cached(family, fmt), fixtures.cached(family, fmt, seed=1)
+    model = engine.load(old, **kw)
+    before = snapshot(model)
+    model.update_weights_from_disk(new)
+    fresh = engine.load(new, **kw)
+    after, ref = model.parameters(), fresh.parameters()
+    assert set(after) == set(ref) == set(before), "parameter names changed"
+    changed = 0
+    for name, (obj, ptr, old_bytes) in before.items():
+        p = after[name]
+        assert p is obj, f"{name}: the update replaced the Parameter object"
+        assert p.data_ptr() == ptr, f"{name}: the update moved the storage"
+        assert torch.equal(raw(p), raw(ref[name])), f"{name}: differs from a fresh load of the new checkpoint"
+        changed += not torch.equal(raw(p), old_bytes)
+    assert changed, "the new checkpoint changed nothing (bad fixture)"
+    assert model.report()["transforms"] == fresh.report()["transforms"]
+    assert torch.equal(model.forward(IDS), fresh.forward(IDS))
+    return model
+
+
 @case("weight-update/equals-fresh-load",
       "after update_weights_from_disk every parameter equals a fresh load of the new checkpoint bit for bit, "
       "in the same Parameter objects and storages, and forward equals the fresh model's",
@@ -64,28 +86,6 @@ GPU_CASES = [  # (family, format): dense linears in the tile layout, experts und
 def test_gpu_update_equals_fresh(engine, family, fmt):
     model = check_update_equals_fresh(engine, family, fmt, {"device": "cuda"})
     assert model.report()["transforms"], "no kernel layout was applied on the GPU (nothing for the update to redo)"
-
-
-def check_update_equals_fresh(engine, family, fmt, kw):
-    """Load, update to the seed-1 checkpoint, compare with a fresh load of it; returns the updated model."""
-    old, new = fixtures.cached(family, fmt), fixtures.cached(family, fmt, seed=1)
-    model = engine.load(old, **kw)
-    before = snapshot(model)
-    model.update_weights_from_disk(new)
-    fresh = engine.load(new, **kw)
-    after, ref = model.parameters(), fresh.parameters()
-    assert set(after) == set(ref) == set(before), "parameter names changed"
-    changed = 0
-    for name, (obj, ptr, old_bytes) in before.items():
-        p = after[name]
-        assert p is obj, f"{name}: the update replaced the Parameter object"
-        assert p.data_ptr() == ptr, f"{name}: the update moved the storage"
-        assert torch.equal(raw(p), raw(ref[name])), f"{name}: differs from a fresh load of the new checkpoint"
-        changed += not torch.equal(raw(p), old_bytes)
-    assert changed, "the new checkpoint changed nothing (bad fixture)"
-    assert model.report()["transforms"] == fresh.report()["transforms"]
-    assert torch.equal(model.forward(IDS), fresh.forward(IDS))
-    return model
 
 
 def _corrupt(src, dst, how: str) -> None:

@@ -10,7 +10,8 @@ _from_tensor = registry.OpContext.from_tensor.__func__
 
 def from_tensor_with_index(cls, x, **shapes):
     ctx = _from_tensor(cls, x, **shapes)
-    ctx.device_type = str(x.device) if x.device.type != "cpu" else ctx.device_type
+    if x.device.type != "cpu":
+        ctx.device_type = str(x.device)  # "cuda:0"
     return ctx
 
 
