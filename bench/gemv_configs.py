@@ -13,7 +13,7 @@ import sys
 import torch
 
 sys.path.insert(0, "bench")
-from bench_kernels import _fp4_weights, _kind_and_g, _moe_inputs, _tiles, graph_us, layout_args, tops  # noqa: E402
+from bench_kernels import _fp4_weights, _kind_and_g, _moe_inputs, _rel, _tiles, graph_us, layout_args, tops  # noqa: E402
 from qcert.kernels.triton import fp4_gemv_mma as fvm  # noqa: E402
 from qcert.kernels.triton._launch import device_facts  # noqa: E402
 
@@ -28,10 +28,6 @@ def _gemv(kind, x, t, cfg):
     return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, None, None, x.dtype, cfg, tiled=True)
 
 
-def _rel_max(a, b) -> float:
-    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
-
-
 def dense(kind: str, m: int, shapes) -> None:
     sms = device_facts(torch.device("cuda"))[1]
     for n, k in shapes:
@@ -42,7 +38,7 @@ def dense(kind: str, m: int, shapes) -> None:
         want = _gemv(kind, x, tiles[0], default)
         times = {}
         for cfg in dict.fromkeys([default] + CANDIDATES[default[0]]):
-            err = _rel_max(_gemv(kind, x, tiles[0], cfg), want)  # splits add in another order: not bit for bit
+            err = _rel(_gemv(kind, x, tiles[0], cfg), want)  # splits add in another order: not bit for bit
             times[cfg] = graph_us([lambda t=t: _gemv(kind, x, t, cfg) for t in tiles])
             if err > 1e-3:
                 print(f"  {cfg}: output differs from the default's by {err:.1e}", flush=True)
@@ -63,7 +59,7 @@ def moe(kind: str, ts) -> None:
                 fvm.config = lambda m, n, k, sms=132, grouped=False, k1=k1, k2=k2: (
                     (1, k1 if n > 2880 else k2, 1, 1) if grouped else real(m, n, k, sms))
                 try:  # the SiLU output is rounded to bf16 between the GEMMs: other sums, other last bits
-                    err = _rel_max(fn(*wargs, **kw, words=True), want)
+                    err = _rel(fn(*wargs, **kw, words=True), want)
                     times[(k1, k2)] = graph_us([lambda: fn(*wargs, **kw, words=True)], repeat=2)
                 finally:
                     fvm.config = real

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from qcert.conformance import cli, newcase, selftest
+from qcert.conformance import cli, hardware, newcase, selftest
 from qcert.conformance.mutants import Mutant, MutantError, discover
 
 pytest_plugins = ["pytester"]
@@ -90,7 +89,7 @@ def test_selftest_reports_hardware_cases_as_not_run_here():
     assert result.killed == {"device/strip-index": False, "kernels/gpu-mxfp4-nan-scale-propagates": None}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.skipif(hardware.present("cuda"), reason="checks the refusal on a machine without a CUDA GPU")
 def test_selftest_refuses_hardware_that_is_not_there():
     with pytest.raises(MutantError, match="--hardware cuda: no such device"):
         selftest.run(mutants={"t/gpu": _toy(id="t/gpu")}, hardware=["cuda"])

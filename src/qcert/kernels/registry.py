@@ -213,8 +213,8 @@ def available_backends(op: str, ctx: OpContext) -> list[str]:
 
 def is_reference(op: str, name: str) -> bool:
     """Whether `name` is op's torch reference or a stand-in for a kernel (the reference on the
-    kernel's layout): what runs where no kernel does."""
-    return name == REFERENCE or any(b.name == name and b.priority >= REFERENCE_PRIORITY - 1 for b in backends(op))
+    kernel's layout, registered one below the reference's priority): what runs where no kernel does."""
+    return any(b.name == name and b.priority >= REFERENCE_PRIORITY - 1 for b in backends(op))
 
 
 ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes

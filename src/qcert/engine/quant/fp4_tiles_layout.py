@@ -21,8 +21,7 @@ OPS = {"mxfp4": "mxfp4_linear", "nvfp4": "nvfp4_linear"}
 
 
 def wants_layout(layer: QLinear) -> bool:
-    """Whether the backend this linear will run with (chosen for its activations' dtype, not the
-    packed bytes') consumes the tile layout."""
+    """Whether the backend this linear will run with consumes the tile layout."""
     return methods.backend_layout(layer, OPS[layer.scheme.format]) == NAME
 
 

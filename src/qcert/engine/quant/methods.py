@@ -76,8 +76,8 @@ LAYOUTS: dict = {}
 def backend_layout(layer, op: str) -> str | None:
     """The layout that op's backend for this layer consumes (as it will be selected at forward, the
     layer's backend request included), or None when a requested backend cannot run here (the layer
-    stays plain and forward names the problem). Selected for the activations' dtype: the packed
-    weight's own (uint8) fails every kernel's dtype check, so the layouts were never applied on GPUs."""
+    stays plain and forward names the problem). Selected for the activations' dtype, as forward
+    selects: the packed weight's own (uint8) fails every kernel's dtype check."""
     ctx = registry.OpContext.from_tensor(layer.weight)
     ctx.dtype = layer.compute_dtype
     try:

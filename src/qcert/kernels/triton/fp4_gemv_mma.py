@@ -479,8 +479,8 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
     if grouped:
         return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
-    rows, chunks, per_sm, max_warps = (1, 1, 32, 16) if m <= 8 else (2, 1, 16, 8)
-    blocks, steps, want = triton.cdiv(n, 16 * rows), k // (128 * chunks), per_sm * sms
+    rows, per_sm, max_warps = (1, 32, 16) if m <= 8 else (2, 16, 8)
+    blocks, steps, want = triton.cdiv(n, 16 * rows), k // 128, per_sm * sms
     k_warps = split = 1
     while k_warps < max_warps and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
         k_warps *= 2
@@ -488,7 +488,7 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
         k_warps = min(k_warps, 4)
         while split < 8 and blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
             split *= 2
-    return rows, k_warps, chunks, split
+    return rows, k_warps, 1, split
 
 
 def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False) -> int | None:
