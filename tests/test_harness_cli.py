@@ -89,6 +89,21 @@ def test_selftest_reports_hardware_cases_as_not_run_here():
     assert result.killed == {"device/strip-index": False, "kernels/gpu-mxfp4-nan-scale-propagates": None}
 
 
+def test_selftest_skipped_cases_never_pass_for_a_kill():
+    """A case whose every item skipped here (an interpreted-triton case in a GPU run) is not run (None):
+    the mutant is fine when another case it names killed it, and not killed when none did."""
+    toy = _toy(id="t/skips", kills=["kernels/mxfp4-moe-matches-reference", "kernels/gpu-moe-matches-reference"])
+    skipped = ["kernels/mxfp4-moe-matches-reference"]
+    killed_on_gpu = selftest.MutantResult(toy, {skipped[0]: None, "kernels/gpu-moe-matches-reference": True},
+                                          skipped=skipped)
+    assert killed_on_gpu.ok and not killed_on_gpu.hardware_only
+    nothing_ran = selftest.MutantResult(toy, {skipped[0]: None, "kernels/gpu-moe-matches-reference": None},
+                                        skipped=skipped)
+    assert not nothing_ran.ok and not nothing_ran.hardware_only
+    hardware_only = selftest.MutantResult(toy, {c: None for c in toy.kills})
+    assert hardware_only.ok and hardware_only.hardware_only
+
+
 @pytest.mark.skipif(hardware.present("cuda"), reason="checks the refusal on a machine without a CUDA GPU")
 def test_selftest_refuses_hardware_that_is_not_there():
     with pytest.raises(MutantError, match="--hardware cuda: no such device"):

@@ -147,7 +147,8 @@ def _selftest(ns: argparse.Namespace) -> int:
         return 1
     if ns.json:
         rows = [{"mutant": r.mutant.id, "upstream": r.mutant.upstream, "description": r.mutant.description,
-                 "killed": r.killed, "problem": r.problem, "ok": r.ok, "seconds": round(r.seconds, 3)}
+                 "killed": r.killed, "skipped": r.skipped, "problem": r.problem, "ok": r.ok,
+                 "seconds": round(r.seconds, 3)}
                 for r in results]
         Path(ns.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     output.selftest_table(results)

@@ -143,7 +143,8 @@ def selftest_table(results: list[Any]) -> None:
     rows = []
     marks = {True: "", False: " (SURVIVED)", None: " (needs hardware: not run here)"}
     for r in results:
-        cases = ", ".join(f"{c}{marks[k]}" for c, k in r.killed.items()) or ", ".join(r.mutant.kills)
+        cases = ", ".join(f"{c}{' (every item skipped here)' if c in r.skipped else marks[k]}"
+                          for c, k in r.killed.items()) or ", ".join(r.mutant.kills)
         status = "hw" if r.ok and r.hardware_only else ("yes" if r.ok else ("ERROR" if r.problem else "NO"))
         rows.append((r.mutant.id, cases, status, f"{r.seconds:.2f}s"))
     if _is_tty():

@@ -2,7 +2,9 @@
 
 A named case that needs hardware (a GPU case) runs only where `--hardware` asks for it, as in `qcert
 run`; elsewhere it is reported as not run here (None in `killed`), never as killed or survived. A
-mutant naming only such cases is then checked by the nightly hardware jobs alone.
+mutant naming only such cases is then checked by the nightly hardware jobs alone. A case whose every
+item skipped (say, an interpreted-triton case in a GPU run) is also not run here (None, and listed in
+`skipped`); a mutant must then be killed by another case it names.
 
 Per worker process, torch and the case modules are imported once; each mutant gets its own
 in-process pytest session over just the modules holding its cases, with its patches applied around
@@ -33,15 +35,20 @@ class MutantResult:
     killed: dict[str, bool | None] = field(default_factory=dict)
     problem: str | None = None  # unknown case, a patch that cannot apply, a broken session
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # cases (None in killed) whose every item skipped
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and all(k is not False for k in self.killed.values())
+        """No case it names survived, and one of them killed it unless only hardware stood in the way:
+        skips alone never pass for a kill."""
+        values = self.killed.values()
+        return (self.problem is None and all(k is not False for k in values)
+                and (any(k is True for k in values) or not self.skipped))
 
     @property
     def hardware_only(self) -> bool:
         """Nothing it names ran here: every case needs hardware this run did not ask for."""
-        return bool(self.killed) and all(k is None for k in self.killed.values())
+        return bool(self.killed) and not self.skipped and all(k is None for k in self.killed.values())
 
 
 def cases_dir() -> Path:
@@ -171,9 +178,15 @@ def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: set[str], fold
         result.problem = f"pytest exit {int(rc)}:\n{out.getvalue()[-2000:]}"
         return result
     result.killed = {c: (None if c in needs else False) for c in mutant.kills}
+    ran = set()
     for record in grab.result["records"]:
+        if record["outcome"] != "skipped":
+            ran.add(record["case"])
         if record["outcome"] in ("failed", "error"):
             result.killed[record["case"]] = True
+    result.skipped = [c for c in kills if c not in ran]
+    for c in result.skipped:
+        result.killed[c] = None
     return result
 
 
@@ -202,4 +215,5 @@ def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware: list[str] 
             for m in group:
                 rows.setdefault(m, {"killed": {}, "problem": f"worker exited {proc.returncode}:\n{log[-2000:]}",
                                     "seconds": 0.0})
-    return [MutantResult(mutants[m], rows[m]["killed"], rows[m]["problem"], rows[m]["seconds"]) for m in ids]
+    return [MutantResult(mutants[m], rows[m]["killed"], rows[m]["problem"], rows[m]["seconds"],
+                         rows[m].get("skipped", [])) for m in ids]

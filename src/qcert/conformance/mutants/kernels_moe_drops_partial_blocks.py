@@ -28,6 +28,7 @@ MUTANT = Mutant(
     id="kernels/moe-drops-partial-blocks",
     description="MoE routing drops the rows of each expert's last partial block",
     upstream="class of bug: floor-division block counts in MoE align kernels",
-    kills=["kernels/mxfp4-moe-matches-reference", "kernels/nvfp4-moe-matches-reference"],
+    kills=["kernels/mxfp4-moe-matches-reference", "kernels/nvfp4-moe-matches-reference",
+           "kernels/gpu-moe-matches-reference"],
     patches=[("qcert.kernels.triton.moe", "align_routing", floor_blocks)],
 )
