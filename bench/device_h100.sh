@@ -9,6 +9,7 @@
 #   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 (MXFP4, default configs): what
 #        M = 16 spends its time on (pipes, stall reasons per issued instruction, occupancy, L1) next to M = 8
 #   selftest: qcert selftest --hardware cuda (every mutant; the GPU cases they name run here)
+#   certify: qcert certify --hardware cuda on a Kimi-K2.5 Quark MXFP4 fixture built here
 #   configs: bench/gemv_configs.py: the GEMV's default config against others at M = 16 over shapes,
 #        and the MoE decode's warps per grouped GEMM (MXFP4)
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
@@ -40,6 +41,9 @@ for stage in "$@"; do
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     selftest) timeout "${SELFTEST_S:-300}" python3 -m qcert.conformance.cli selftest --hardware cuda --workers 4 \
                 --json "$out/selftest.json" 2>&1 | tail -12 | tee -a "$log" ;;
+    certify) { python3 -m qcert.conformance.cli fixtures build /tmp/kimi --family kimi-k2.5 --format quark-mxfp4 &&
+               timeout "${CERTIFY_S:-200}" python3 -m qcert.conformance.cli certify /tmp/kimi --hardware cuda \
+                 --markdown "$out/certify.md" --json "$out/certify.json"; } 2>&1 | tail -15 | tee -a "$log" ;;
     configs) { timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --m 16
                timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --moe 1,16; } 2>&1 | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;

@@ -10,6 +10,10 @@ python -c "import torch; assert torch.cuda.is_available() and torch.version.hip 
 python -m pytest src/qcert/conformance/cases/test_kernels.py -k gpu --hardware cuda -n 4 -rs \
   --qcert-json "$out/kernels.json" --qcert-junit "$out/kernels.xml" 2>&1 | tee "$out/kernels.log"
 qcert run --hardware cuda --json "$out/cuda.json" --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tee "$out/run.log"
+# a vendor's certification on the GPU: a fixture checkpoint loaded, run and reloaded on the device
+qcert fixtures build "$out/kimi-k2.5-quark-mxfp4" --family kimi-k2.5 --format quark-mxfp4
+qcert certify "$out/kimi-k2.5-quark-mxfp4" --hardware cuda --markdown "$out/certify.md" --json "$out/certify.json" \
+  2>&1 | tee "$out/certify.log"
 # every mutant, the GPU cases they name included
 qcert selftest --hardware cuda --json "$out/selftest.json" 2>&1 | tee "$out/selftest.log"
 # informative: flashinfer's fp4_quantize is a silent no-op before sm100 (the log shows it)

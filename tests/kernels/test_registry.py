@@ -168,3 +168,17 @@ def test_backend_module_import_errors(monkeypatch):
     monkeypatch.setattr(R.importlib, "import_module", raiser(NameError("typo")))
     with pytest.raises(NameError):
         R._import_backend_module("qcert.kernels.aiter")
+
+
+def test_reference_fallbacks(op):
+    """A load report's backends: an op with a kernel that ran the reference (alone or beside a kernel)
+    or a layout's stand-in is a fallback; an op with no kernel at all is not."""
+    R.register_backend(op, "standin", lambda x: x, lambda ctx: True, priority=R.REFERENCE_PRIORITY - 1,
+                       layout="tiled", on_request=True)
+    torch_only = f"t_{uuid.uuid4().hex[:8]}"
+    R.define_op(torch_only, lambda x: x)
+    assert R.has_kernel(op) and not R.has_kernel(torch_only)
+    assert R.reference_fallbacks({op: "fast", torch_only: "torch"}) == {}
+    assert R.reference_fallbacks({op: ["fast", "torch"]}) == {op: ["fast", "torch"]}
+    assert R.reference_fallbacks({op: "standin"}) == {op: ["standin"]}
+    assert R.reference_fallbacks({op: "slow"}) == {}

@@ -92,6 +92,9 @@ def certify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write the JSON report here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--markdown", help="write a Markdown report here")
+    p.add_argument("--hardware", action="append", default=[], choices=("cuda", "rocm"),
+                   help="also load, run and reload the checkpoint on this accelerator (it must be present); "
+                        "without it those cases are reported as skipped")
 
 
 def certify(ns: argparse.Namespace) -> int:
@@ -103,7 +106,7 @@ def certify(ns: argparse.Namespace) -> int:
     path = _checkpoint(ns.checkpoint)
     folder = selftest.cases_dir()
     args = [str(folder / "test_certify.py"), *selftest.base_args(folder), "--engine", ns.engine,
-            "--qcert-checkpoint", str(path.resolve())]
+            "--qcert-checkpoint", str(path.resolve()), *[a for kind in ns.hardware for a in ("--hardware", kind)]]
     for flag, value in (("--qcert-json", ns.json), ("--qcert-junit", ns.junit), ("--qcert-markdown", ns.markdown)):
         if value:
             args += [flag, value]

@@ -217,6 +217,19 @@ def is_reference(op: str, name: str) -> bool:
     return any(b.name == name and b.priority >= REFERENCE_PRIORITY - 1 for b in backends(op))
 
 
+def has_kernel(op: str) -> bool:
+    """op has a backend besides the torch reference (bf16_linear and fp8_moe run torch on every device)."""
+    return any(not is_reference(op, b.name) for b in backends(op))
+
+
+def reference_fallbacks(used: dict[str, str | list[str]]) -> dict[str, list[str]]:
+    """Of a load report's `backends` (op -> the backend or backends that ran), the ops that have a
+    kernel yet ran the reference or a stand-in: on a GPU, a silent fallback."""
+    used = {op: [b] if isinstance(b, str) else list(b) for op, b in used.items()}
+    return {op: names for op, names in used.items()
+            if has_kernel(op) and any(is_reference(op, n) for n in names)}
+
+
 ANY_LAYOUT = "*"  # `select(..., layout=ANY_LAYOUT)`: the backend that would run, whatever it consumes
 
 

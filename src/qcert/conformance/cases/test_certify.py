@@ -13,6 +13,7 @@ import torch
 from qcert import fixtures
 from qcert.conformance import checkpoints as ck
 from qcert.conformance.case import case
+from qcert.kernels import registry
 
 # Built-in subjects: tiny fixtures, plus header-only replicas with real widths and expert counts
 # (4 layers keep CI fast; `qcert fixtures replica` writes the full 61-layer ones).
@@ -26,14 +27,20 @@ CPU_FORWARD_LIMIT = 2 * 1024**3  # bytes of weights a CPU forward in float32 sta
 UNEXPECTED = "no engine parameter claims this tensor"
 
 
+# The GPU cases' built-in subjects: the fixtures with data (the replicas hold only zeros: loading
+# their 15-32 GB would time the disk, not the engine).
+BUILTIN_GPU = [(f, q) for f, q in BUILTIN if not q.startswith("replica")]
+
+
 def pytest_generate_tests(metafunc):
     if "checkpoint" not in metafunc.fixturenames:
         return
     given = metafunc.config.getoption("qcert_checkpoint")
+    subjects = BUILTIN_GPU if metafunc.function.__name__.startswith("test_gpu_") else BUILTIN
     if given:
         metafunc.parametrize("checkpoint", [given], ids=["given"], indirect=True)
     else:
-        metafunc.parametrize("checkpoint", BUILTIN, ids=[f"{f}-{q}" for f, q in BUILTIN], indirect=True)
+        metafunc.parametrize("checkpoint", subjects, ids=[f"{f}-{q}" for f, q in subjects], indirect=True)
 
 
 @pytest.fixture
@@ -50,6 +57,21 @@ def checkpoint(request):
 
 def _size(path) -> int:
     return sum(f.stat().st_size for f in ck.Path(path).glob("*.safetensors"))
+
+
+def _skip_if_too_big(checkpoint, device: str) -> None:
+    """CPU: a float32 forward past CPU_FORWARD_LIMIT is impractical. GPU: the weights must fit the
+    device's free memory with room for activations and the layout transforms' copies."""
+    size = _size(checkpoint)
+    if device == "cpu":
+        if size > CPU_FORWARD_LIMIT:
+            pytest.skip(f"not applicable on CPU: {size / 1e9:.1f} GB of weights exceed the CPU forward limit "
+                        f"({CPU_FORWARD_LIMIT / 1e9:.1f} GB); static checks only (certify --hardware cuda loads it "
+                        f"on a GPU)")
+        return
+    free, _ = torch.cuda.mem_get_info()
+    if size > 0.85 * free:
+        pytest.skip(f"not applicable on this GPU: {size / 1e9:.1f} GB of weights, {free / 1e9:.1f} GB free")
 
 
 @case("certify/plan-complete", "every checkpoint tensor is claimed or skipped with a reason, and none is missing",
@@ -95,31 +117,61 @@ def test_fusion_sound(engine, checkpoint):
             assert routed == dtype, f"{name} is {dtype} but the routed experts are {routed}"
 
 
-@case("certify/loads-and-runs", "the checkpoint loads and a short forward is finite",
-      features=["certify", "numerics"])
-def test_loads_and_runs(engine, checkpoint):
-    if _size(checkpoint) > CPU_FORWARD_LIMIT:
-        pytest.skip("not applicable on CPU: weights exceed the CPU forward limit; static checks only")
-    model = engine.load(checkpoint, device="cpu", dtype="float32")
+def check_loads_and_runs(engine, checkpoint, device: str) -> dict:
+    """Load on `device` (float32 on the CPU, the engine's bf16 on a GPU), run a short forward (a
+    decode- and a prefill-sized one on a GPU, whose kernels differ by size); every output finite.
+    Returns the load report."""
+    _skip_if_too_big(checkpoint, device)
+    model = engine.load(checkpoint, device=device, **({"dtype": "float32"} if device == "cpu" else {}))
     if model.report()["family"] == "flux":  # a diffusion transformer: one denoising step on a 4x4 latent
         config = json.loads((ck.Path(checkpoint) / "config.json").read_text())
-        out = model.forward(**fixtures.flux.inputs(config))
+        outs = [model.forward(**fixtures.flux.inputs(config))]
     else:
-        out = model.forward(torch.arange(8).reshape(1, 8) % 7)
-    bad = int((~torch.isfinite(out)).sum())
-    assert bad == 0, f"forward output has {bad} non-finite values of {out.numel()}"
+        ids = torch.arange(8).reshape(1, 8) % 7
+        outs = [model.forward(ids)] + ([model.forward(torch.arange(96).reshape(4, 24) % 89)] if device != "cpu" else [])
+    for out in outs:
+        bad = int((~torch.isfinite(out)).sum())
+        assert bad == 0, f"forward output {tuple(out.shape)} has {bad} non-finite values of {out.numel()}"
+    return model.report()
 
 
-@case("certify/reload-same-checkpoint-is-identity",
-      "update_weights_from_disk with the same checkpoint leaves every parameter bit-identical, in place",
-      features=["certify", "weight-update"])
-def test_reload_identity(engine, checkpoint):
-    if _size(checkpoint) > CPU_FORWARD_LIMIT:
-        pytest.skip("not applicable on CPU: weights exceed the CPU load limit")
-    model = engine.load(checkpoint, device="cpu")
+def check_reload_identity(engine, checkpoint, device: str) -> None:
+    _skip_if_too_big(checkpoint, device)
+    model = engine.load(checkpoint, device=device)
     before = {n: (p.data_ptr(), p.detach().clone()) for n, p in model.parameters().items()}
     model.update_weights_from_disk(checkpoint)
     after = model.parameters()
     for n, (ptr, value) in before.items():
         assert after[n].data_ptr() == ptr, f"{n} moved to new storage"
         assert torch.equal(after[n].view(torch.uint8), value.view(torch.uint8)), f"{n} changed"
+
+
+@case("certify/loads-and-runs", "the checkpoint loads and a short forward is finite",
+      features=["certify", "numerics"])
+def test_loads_and_runs(engine, checkpoint):
+    check_loads_and_runs(engine, checkpoint, "cpu")
+
+
+@case("certify/reload-same-checkpoint-is-identity",
+      "update_weights_from_disk with the same checkpoint leaves every parameter bit-identical, in place",
+      features=["certify", "weight-update"])
+def test_reload_identity(engine, checkpoint):
+    check_reload_identity(engine, checkpoint, "cpu")
+
+
+@case("certify/gpu-loads-and-runs",
+      "on the GPU the checkpoint loads, every quantized op runs a GPU kernel (never the torch reference where a "
+      "kernel is registered) and decode- and prefill-sized forwards are finite",
+      refs=["sglang#22543"], features=["certify", "numerics", "kernels"], hardware="gpu")
+def test_gpu_loads_and_runs(engine, checkpoint):
+    report = check_loads_and_runs(engine, checkpoint, "cuda")
+    fallback = registry.reference_fallbacks(report["backends"])
+    assert not fallback, f"the torch reference ran on the GPU where a kernel is registered: {fallback}"
+
+
+@case("certify/gpu-reload-same-checkpoint-is-identity",
+      "on the GPU, update_weights_from_disk with the same checkpoint leaves every parameter bit-identical, in place "
+      "(the kernel layouts rerun over the new bytes)",
+      features=["certify", "weight-update", "layouts"], hardware="gpu")
+def test_gpu_reload_identity(engine, checkpoint):
+    check_reload_identity(engine, checkpoint, "cuda")

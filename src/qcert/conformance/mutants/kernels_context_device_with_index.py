@@ -19,6 +19,6 @@ MUTANT = Mutant(
     id="kernels/context-device-with-index",
     description="the kernel context's device is 'cuda:0', so every GPU backend's check fails and the reference runs",
     upstream="sglang#22543 (a device string with an index silently turned features off)",
-    kills=["numerics/gpu-forward-matches-cpu"],
+    kills=["numerics/gpu-forward-matches-cpu", "certify/gpu-loads-and-runs"],
     patches=[("qcert.kernels.registry", "OpContext.from_tensor", classmethod(from_tensor_with_index))],
 )

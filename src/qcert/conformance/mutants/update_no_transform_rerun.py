@@ -16,6 +16,6 @@ MUTANT = Mutant(
     description="update writes plain checkpoint tensors and skips the layout transform",
     upstream="sglang#22204",
     kills=["layouts/update-rewrites-layout", "weight-update/equals-fresh-load",
-           "weight-update/gpu-equals-fresh-load"],
+           "weight-update/gpu-equals-fresh-load", "certify/gpu-reload-same-checkpoint-is-identity"],
     patches=[("qcert.engine.loader", "LoadedModel._write_update", write_raw)],
 )

@@ -18,6 +18,6 @@ MUTANT = Mutant(
     id="weight-update/rebinds-storage",
     description="update writes into fresh storages instead of the loaded parameters'",
     upstream="sglang#22204",
-    kills=["certify/reload-same-checkpoint-is-identity"],
+    kills=["certify/reload-same-checkpoint-is-identity", "certify/gpu-reload-same-checkpoint-is-identity"],
     patches=[("qcert.engine.loader", "LoadedModel._write_update", write_then_rebind)],
 )
