@@ -255,12 +255,19 @@ def test_split_k_adds_are_relaxed_atomics():
                                  (7168, 2048), (16, 256), (2880, 2880)])
 def test_gemv_config_splits_over_programs_only_with_two_tiles(n, k):
     """fp4_gemv_mma.config's measured rule: a split over programs (two extra kernels) only with two
-    n8 tiles (M > 8), at most 8 ways and 8 warps a program there; never more warps over K than steps."""
+    n8 tiles (M > 8), at most 8 ways and 8 warps a program there; never more warps over K than steps;
+    two 16-row tiles a program at M > 8 unless that leaves a warp fewer than 4 steps."""
     from qcert.kernels.triton.fp4_gemv_mma import config
 
     for m in range(1, 17):
         rows, k_warps, chunks, split = config(m, n, k)
-        assert (rows, chunks) == ((1, 1) if m <= 8 else (2, 1))
+        assert chunks == 1 and (rows == 1 if m <= 8 else rows in (1, 2))
         assert split == 1 if m <= 8 else (split <= 8 and k_warps <= 8)
         assert k_warps * split <= max(1, k // 128)
+        if m > 8 and rows == 1:
+            assert split == 1 and 2 * k_warps * 4 > k // 128  # two tiles would leave each warp < 4 steps
+        if split > 1:
+            assert rows == 2  # short K takes one tile a program and never splits
     assert config(16, 8192, 8192) == (2, 8, 1, 1)  # enough blocks: no split
+    assert config(16, 7168, 2048) == (1, 4, 1, 1)  # short K: one tile, half the warps
+    assert config(16, 4096, 2048) == (1, 4, 1, 1)  # ... and no split

@@ -474,7 +474,11 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     an SM). Splitting K over programs as well costs two more kernels (zeroing and conversion, ~5 us
     in a graph): at M <= 8 it lost at every shape measured (N = 256-4096, K = 7168-8192); with two
     tiles, where 8 warps do not fill the SMs, 4-warp programs split up to 8 ways won (N = 256-4096:
-    1.1-1.6x over the 8- and 16-warp programs). Grouped (the decode MoE, many blocks already): 4
+    1.1-1.6x over the 8- and 16-warp programs). But where two tiles leave each warp fewer than 4
+    steps (short K), the end-of-program sum over the warps' 16 accumulators costs more than sharing
+    A's fragments saves, and a split more still: one tile a program, half the warps, no split
+    (K = 1536-3072, N = 4096-8192, M = 10-16). With long K the shared fragments win (19.3 against
+    23.4 us at N = K = 8192). Grouped (the decode MoE, many blocks already): 4
     warps over K, one split, the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32,
     H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
     if grouped:
@@ -484,7 +488,9 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     k_warps = split = 1
     while k_warps < max_warps and blocks * k_warps * 2 <= want and steps >= k_warps * 2:
         k_warps *= 2
-    if rows == 2 and blocks * k_warps * 2 <= want:  # 8 warps short of filling the SMs
+    if rows == 2 and steps < 4 * k_warps:  # short K: one tile a program, half the warps, no split
+        rows, k_warps = 1, max(1, k_warps // 2)
+    elif rows == 2 and blocks * k_warps * 2 <= want:  # 8 warps short of filling the SMs
         k_warps = min(k_warps, 4)
         while split < 8 and blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
             split *= 2
@@ -526,6 +532,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     A, in M-blocks of block_m <= 16 rows; block b multiplies W[block_expert[b]] (-1: zeros)."""
     k = a.shape[1]
     n = words.shape[-2]
+    scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits, whichever dtype they arrive in
     grouped = block_expert is not None
     if words.dim() != (3 if grouped else 2) or scales.dim() != words.dim():
         want = "[E, N, K // 8] with block_expert" if grouped else "[N, K // 8] without block_expert"
