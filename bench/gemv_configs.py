@@ -48,8 +48,9 @@ def dense(kind: str, m: int, shapes) -> None:
             if err > 1e-3:
                 print(f"  {cfg}: output differs from the default's by {err:.1e}", flush=True)
         best = min(times, key=times.get)
-        print(f"{kind} M={m} N={n} K={k}{'' if fp4_tiles_fit(n, k) else ' (plain layout)'}: default {default} {times[default]:.1f} us; best {best} {times[best]:.1f} us; "
-              + ", ".join(f"{c} {t:.1f}" for c, t in times.items()), flush=True)
+        layout = "" if fp4_tiles_fit(n, k) else " (plain layout)"
+        print(f"{kind} M={m} N={n} K={k}{layout}: default {default} {times[default]:.1f} us; "
+              f"best {best} {times[best]:.1f} us; " + ", ".join(f"{c} {t:.1f}" for c, t in times.items()), flush=True)
 
 
 def moe(kind: str, ts) -> None:

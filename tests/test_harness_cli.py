@@ -104,6 +104,19 @@ def test_selftest_skipped_cases_never_pass_for_a_kill():
     assert hardware_only.ok and hardware_only.hardware_only
 
 
+def test_selftest_a_case_that_only_skips_is_not_a_kill():
+    """Through a real session: every item of the named case skips under the mutant, so nothing killed it."""
+    def skip(*args, **kwargs):
+        pytest.skip("toy: this mutant makes the case skip")
+
+    skipper = _toy(id="t/skipper", kills=["certify/schemes-match-storage"],
+                   patches=[("qcert.conformance.checkpoints", "stored", skip)])
+    [result] = selftest.run(mutants={"t/skipper": skipper})
+    assert result.killed == {"certify/schemes-match-storage": None}
+    assert result.skipped == ["certify/schemes-match-storage"]
+    assert not result.ok and not result.hardware_only
+
+
 @pytest.mark.skipif(hardware.present("cuda"), reason="checks the refusal on a machine without a CUDA GPU")
 def test_selftest_refuses_hardware_that_is_not_there():
     with pytest.raises(MutantError, match="--hardware cuda: no such device"):
