@@ -64,6 +64,17 @@ def _toy(**kw):
     return Mutant(**fields)
 
 
+def test_every_case_is_named_by_a_mutant(capsys):
+    """Every conformance case must be shown to fail: some mutant names it (`qcert selftest` checks the
+    kill; hardware cases on their hardware)."""
+    import json
+
+    assert cli.main(["list", "--json"]) == 0
+    cases = {c["case"] for c in json.loads(capsys.readouterr().out)}
+    named = {c for m in discover().values() for c in m.kills}
+    assert sorted(cases - named) == []
+
+
 def test_selftest_reports_a_surviving_mutant():
     [result] = selftest.run(mutants={"toy/survivor": _toy()})
     assert not result.ok

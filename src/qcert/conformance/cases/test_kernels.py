@@ -349,31 +349,62 @@ def test_nvfp4_moe(interpreted_triton, name, params):
     check_matches_reference("nvfp4_moe", name, params, "cpu", 5)
 
 
-def _nan_scale_inputs(device, n, k):
+# NaN block-scale bytes: e8m0 0xFF (MXFP4) and e4m3fn S.1111.111 (NVFP4). A block whose scale is
+# NaN makes NaN exactly the outputs that use it; a decode that saturates it to a finite scale hides
+# a corrupt checkpoint.
+NAN_SCALE = {"mxfp4": 0xFF, "nvfp4": 0x7F}
+
+
+def _nan_scale_inputs(op: str, device, tiles: bool):
+    """(args with NaN block scales, kwargs, fmt, where): linears get NaN in row 5's second block and
+    the last (tail) row's third, so output columns 5 and N - 1 are NaN; MoEs in w2 of token 0's first
+    expert (row 5: column 5 of its tokens) and in w13 of another expert (a gate row: every column of
+    its tokens, through GEMM 2). `where`: (rows, columns) the reference must show NaN at."""
     g = _gen(6, device)
-    args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=torch.bfloat16, act_qdq=False, bias=False)
-    x, wp, ws = args
-    ws = ws.clone()
-    ws[5, 1] = 0xFF  # e8m0 NaN: row 5's second block is NaN, so output column 5 is NaN
-    ws[n - 1, 2] = 0xFF  # and the last (tail) column
-    return (x, wp, ws), kwargs, fmt
+    bf16 = torch.bfloat16
+    if op in ("mxfp4_linear", "nvfp4_linear"):
+        n, k = (48, 128) if tiles else (37, 96)
+        if op == "mxfp4_linear":
+            args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=bf16, act_qdq=False, bias=False)
+        else:
+            args, kwargs, fmt = nvfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=bf16, per_row_scale_2=False,
+                                                    input_scale=False, bias=False)
+        places, where = {2: [(5, 1), (n - 1, 2)]}, [(slice(None), 5), (slice(None), n - 1)]
+    else:
+        if op == "mxfp4_moe":
+            args, kwargs, fmt = mxfp4_moe_inputs(g, device, t=6, h=64, i=32, e=4, k=2, dtype=bf16, act_qdq=False)
+            s13, s2 = 2, 4
+        else:
+            args, kwargs, fmt = nvfp4_moe_inputs(g, device, t=6, h=48, i=32, e=4, k=2, dtype=bf16)
+            s13, s2 = 2, 5
+        ids = args[-1].cpu()
+        e_a = int(ids[0, 0])
+        e_b = next(int(e) for e in ids.flatten().tolist() if e != e_a)
+        routed = lambda e: (ids == e).any(1)  # noqa: E731  tokens routed to expert e
+        places = {s2: [(e_a, 5, 0)], s13: [(e_b, 3, 1)]}
+        where = [(routed(e_a), 5), (routed(e_b), slice(None))]
+    args = list(args)
+    for j, spots in places.items():
+        s = args[j].clone()
+        for spot in spots:
+            s.view(torch.uint8)[spot] = NAN_SCALE[fmt]
+        args[j] = s
+    return tuple(args), kwargs, fmt, where
 
 
-def check_nan_scale(name: str, device: str) -> None:
-    tiles = name in EXTRA["mxfp4_linear"]  # whole 16-row tiles and 128-column steps
-    n, k = (48, 128) if tiles else (37, 96)
-    args, kwargs, fmt = _nan_scale_inputs(device, n, k)
-    backend = _backend_or_skip("mxfp4_linear", name, args[0])
-    out, ref = _run_checked("mxfp4_linear", backend, args, kwargs, fmt, poison=SENTINEL)
-    assert not bool((out == SENTINEL).any()), f"mxfp4_linear/{name}: output elements never written"
-    ref_nan, out_nan = torch.isnan(ref), torch.isnan(out)
-    assert ref_nan[:, 5].all() and ref_nan[:, n - 1].all(), "reference lost the NaN scale (test premise)"
+def check_nan_scale(op: str, name: str, device: str) -> None:
+    args, kwargs, fmt, where = _nan_scale_inputs(op, device, tiles=name == "triton_tiles")
+    backend = _backend_or_skip(op, name, args[0])
+    out, ref = _run_checked(op, backend, args, kwargs, fmt, poison=SENTINEL)
+    assert not bool((out == SENTINEL).any()), f"{op}/{name}: output elements never written"
+    ref_nan, out_nan = torch.isnan(ref).cpu(), torch.isnan(out).cpu()
+    assert all(ref_nan[rows, cols].all() for rows, cols in where) and not ref_nan.all(), (
+        "reference lost the NaN scales, or has nothing finite left (test premise)")
     assert torch.equal(out_nan, ref_nan), (
-        f"mxfp4_linear/{name}: NaN pattern differs: out NaN at columns {sorted(set(out_nan.nonzero()[:, 1].tolist()))}, "
-        f"reference at {sorted(set(ref_nan.nonzero()[:, 1].tolist()))}"
-    )
-    keep = ~ref_nan.any(0)
-    assert_close_rel(out[:, keep].float(), ref[:, keep].float(), fmt, what=f"mxfp4_linear/{name} finite columns")
+        f"{op}/{name}: NaN pattern differs: out NaN at {out_nan.nonzero().tolist()[:8]}, "
+        f"reference at {ref_nan.nonzero().tolist()[:8]}")
+    keep = ~ref_nan.to(out.device)
+    assert_close_rel(out[keep].float(), ref[keep].float(), fmt, what=f"{op}/{name} finite outputs")
 
 
 @case("kernels/mxfp4-nan-scale-propagates",
@@ -381,7 +412,29 @@ def check_nan_scale(name: str, device: str) -> None:
       features=["kernels", "mxfp4", "triton"])
 @pytest.mark.parametrize("name", BACKENDS + EXTRA["mxfp4_linear"])
 def test_mxfp4_nan_scale(interpreted_triton, name):
-    check_nan_scale(name, "cpu")
+    check_nan_scale("mxfp4_linear", name, "cpu")
+
+
+@case("kernels/nvfp4-nan-scale-propagates",
+      "an e4m3 NaN block scale (S.1111.111) makes exactly the outputs that use it NaN, in every nvfp4_linear backend",
+      features=["kernels", "nvfp4", "triton"])
+@pytest.mark.parametrize("name", BACKENDS + EXTRA["nvfp4_linear"])
+def test_nvfp4_nan_scale(interpreted_triton, name):
+    check_nan_scale("nvfp4_linear", name, "cpu")
+
+
+def _moe_nan_params():
+    return [pytest.param(op, name, id=f"{op}-{name}") for op in ("mxfp4_moe", "nvfp4_moe")
+            for name in BACKENDS + EXTRA[op]]
+
+
+@case("kernels/moe-nan-scale-propagates",
+      "in the fp4 MoEs a NaN block scale of one expert makes NaN exactly the outputs of the tokens routed to it "
+      "(one column through w2, every column through w13)",
+      features=["kernels", "mxfp4", "nvfp4", "triton"])
+@pytest.mark.parametrize("op,name", _moe_nan_params())
+def test_moe_nan_scale(interpreted_triton, op, name):
+    check_nan_scale(op, name, "cpu")
 
 
 @case("kernels/triton-needs-interpret-on-cpu",
@@ -431,7 +484,23 @@ def test_gpu_moe(op, name, params):
       features=["kernels", "mxfp4", "triton", "aiter"], hardware="gpu")
 @pytest.mark.parametrize("name", BACKENDS + EXTRA["mxfp4_linear"])
 def test_gpu_mxfp4_nan_scale(name):
-    check_nan_scale(name, "cuda")
+    check_nan_scale("mxfp4_linear", name, "cuda")
+
+
+@case("kernels/gpu-nvfp4-nan-scale-propagates",
+      "on the GPU an e4m3 NaN block scale makes exactly the outputs that use it NaN, in every nvfp4_linear backend",
+      features=["kernels", "nvfp4", "triton", "flashinfer"], hardware="gpu")
+@pytest.mark.parametrize("name", BACKENDS + EXTRA["nvfp4_linear"])
+def test_gpu_nvfp4_nan_scale(name):
+    check_nan_scale("nvfp4_linear", name, "cuda")
+
+
+@case("kernels/gpu-moe-nan-scale-propagates",
+      "on the GPU a NaN block scale of one expert makes NaN exactly the outputs of the tokens routed to it",
+      features=["kernels", "mxfp4", "nvfp4", "triton", "flashinfer", "aiter"], hardware="gpu")
+@pytest.mark.parametrize("op,name", _moe_nan_params())
+def test_gpu_moe_nan_scale(op, name):
+    check_nan_scale(op, name, "cuda")
 
 
 # --- ROCm (aiter) ----------------------------------------------------------------------------------
