@@ -380,9 +380,8 @@ def _nan_scale_inputs(op: str, device, tiles: bool):
         ids = args[-1].cpu()
         e_a = int(ids[0, 0])
         e_b = next(int(e) for e in ids.flatten().tolist() if e != e_a)
-        routed = lambda e: (ids == e).any(1)  # noqa: E731  tokens routed to expert e
         places = {s2: [(e_a, 5, 0)], s13: [(e_b, 3, 1)]}
-        where = [(routed(e_a), 5), (routed(e_b), slice(None))]
+        where = [((ids == e_a).any(1), 5), ((ids == e_b).any(1), slice(None))]  # rows: the tokens routed there
     args = list(args)
     for j, spots in places.items():
         s = args[j].clone()
