@@ -32,8 +32,8 @@ MUTANT = Mutant(
     id="kernels/nan-scales-sanitized",
     description="NaN block-scale bytes are read as 1.0 before the kernel runs (nan_to_num on the scales)",
     upstream="class of bug: scale clean-ups that hide corrupt checkpoints",
-    kills=["kernels/mxfp4-nan-scale-propagates", "kernels/nvfp4-nan-scale-propagates", "kernels/moe-nan-scale-propagates",
-           "kernels/gpu-mxfp4-nan-scale-propagates", "kernels/gpu-nvfp4-nan-scale-propagates",
-           "kernels/gpu-moe-nan-scale-propagates"],
+    kills=["kernels/mxfp4-nan-scale-propagates", "kernels/nvfp4-nan-scale-propagates",
+           "kernels/moe-nan-scale-propagates", "kernels/gpu-mxfp4-nan-scale-propagates",
+           "kernels/gpu-nvfp4-nan-scale-propagates", "kernels/gpu-moe-nan-scale-propagates"],
     patches=[("qcert.kernels.triton.ops", "fp4_gemm", gemm), ("qcert.kernels.triton.moe", "fp4_moe", fp4_moe)],
 )
