@@ -1,11 +1,11 @@
 """The interpreted triton fp4 kernels against the torch reference on shapes hypothesis picks: any M,
-N and K (whole scale groups), partial tiles everywhere, W4A16 and W4A4, the tile layout and the word
-map where they apply. Each example runs the conformance cases' check (poisoned `out=`, every element
+N and K (whole scale groups), partial tiles everywhere, W4A16 and (linears) W4A4, the tile layout and
+the word map where they apply. Each example runs the conformance cases' check (poisoned `out=`, every element
 written, per-dtype tolerance), so what the fixed cases cover by example this covers by search."""
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qcert.conformance.cases import test_kernels as tk
@@ -45,15 +45,16 @@ def test_fp4_linear_any_shape(kind, m, n, groups, dtype, bias, act, tiles, seed)
     tk.check_matches_reference(op, name, params, "cpu", seed)
 
 
-@given(kind=st.sampled_from(["mxfp4", "nvfp4"]), t=st.integers(1, 24), h=st.integers(1, 4), i=st.integers(1, 4),
-       experts=st.integers(1, 9), top_k=st.integers(1, 4), act=st.booleans(), words=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_fp4_moe_any_shape(kind, t, h, i, experts, top_k, act, words, seed):
+# W4A16 only: the interpreter's generic reductions make the W4A4 activation QDQ take seconds per
+# example (the fixed cases and the linear above cover it); small sizes and 20 examples, as an
+# interpreted launch runs its programs one after another (about 0.3 s an example)
+@settings(max_examples=20)
+@given(kind=st.sampled_from(["mxfp4", "nvfp4"]), t=st.integers(1, 16), h=st.integers(1, 3), i=st.integers(1, 3),
+       experts=st.integers(1, 8), top_k=st.integers(1, 4), words=st.booleans(), seed=st.integers(0, 2**16))
+def test_fp4_moe_any_shape(kind, t, h, i, experts, top_k, words, seed):
     op, name = f"{kind}_moe", "triton_words" if words else "triton"
     assume(_runs(op, name, torch.bfloat16))
     params = dict(t=t, h=32 * h, i=32 * i, e=experts, k=min(top_k, experts), dtype=torch.bfloat16)
     if kind == "mxfp4":
-        params["act_qdq"] = act
-    else:
-        params["input_scale"] = act
+        params["act_qdq"] = False
     tk.check_matches_reference(op, name, params, "cpu", seed)
