@@ -128,7 +128,7 @@ def check_loads_and_runs(engine, checkpoint, device: str) -> dict:
         outs = [model.forward(**fixtures.flux.inputs(config))]
     else:
         ids = torch.arange(8).reshape(1, 8) % 7
-        outs = [model.forward(ids)] + ([model.forward(torch.arange(96).reshape(4, 24) % 89)] if device != "cpu" else [])
+        outs = [model.forward(ids)] + ([model.forward(torch.arange(96).reshape(4, 24) % 7)] if device != "cpu" else [])
     for out in outs:
         bad = int((~torch.isfinite(out)).sum())
         assert bad == 0, f"forward output {tuple(out.shape)} has {bad} non-finite values of {out.numel()}"
