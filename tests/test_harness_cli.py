@@ -166,3 +166,19 @@ def test_new_case_scaffolds_a_red_case_kept_green_by_its_expectation(pytester):
     result.assert_outcomes(xfailed=2)
     red = pytester.runpytest(str(folder), "--qcert-no-expectations")
     red.assert_outcomes(failed=2)
+
+
+def test_inspect_names_the_backends_once_a_forward_ran(capsys):
+    """`qcert inspect`: headers only, --load (nothing has run yet: no backends), --forward (every
+    quantized op names the backend it ran)."""
+    import json
+
+    from qcert import fixtures
+
+    path = str(fixtures.cached("deepseek-v3", "quark-mxfp4", layers=2, dense_layers=1, experts=4, top_k=2))
+    reports = {}
+    for flags in ([], ["--load"], ["--forward"]):
+        assert cli.main(["inspect", path, "--json", *flags]) == 0
+        reports[tuple(flags)] = json.loads(capsys.readouterr().out)
+    assert reports[()]["backends"] == {} and reports[("--load",)]["backends"] == {}
+    assert {"mxfp4_linear", "mxfp4_moe"} <= set(reports[("--forward",)]["backends"])

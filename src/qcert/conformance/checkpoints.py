@@ -61,6 +61,21 @@ def truncate(path: Path, keep_fraction: float = 0.5) -> Path:
     return path
 
 
+def short_forwards(model, path: Path, prefill: bool = False) -> list[torch.Tensor]:
+    """Outputs of short forwards through a loaded model: decode-sized (1 x 8 tokens) and, with
+    `prefill`, prefill-sized (4 x 24), whose kernels differ by size; a FLUX transformer takes one
+    denoising step on a 4x4 latent instead. Token ids stay below 7, inside any vocabulary."""
+    if model.report()["family"] == "flux":
+        from qcert import fixtures
+
+        config = json.loads((Path(path) / "config.json").read_text())
+        return [model.forward(**fixtures.flux.inputs(config))]
+    outs = [model.forward(torch.arange(8).reshape(1, 8) % 7)]
+    if prefill:
+        outs.append(model.forward(torch.arange(96).reshape(4, 24) % 7))
+    return outs
+
+
 FLOAT_DTYPES = {"BF16", "F16", "F32"}
 
 

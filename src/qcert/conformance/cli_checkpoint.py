@@ -32,6 +32,9 @@ def _checkpoint(path: str) -> Path:
 def inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint directory")
     p.add_argument("--load", action="store_true", help="load the weights too (default: config and headers only)")
+    p.add_argument("--forward", action="store_true",
+                   help="load, then run a decode- and a prefill-sized forward, so the report names the backend "
+                        "(kernel) each op ran")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--engine", default="builtin", help="engine adapter (default builtin)")
     p.add_argument("--device", default="cpu", help="device for --load (default cpu)")
@@ -40,10 +43,18 @@ def inspect_args(p: argparse.ArgumentParser) -> None:
 def inspect(ns: argparse.Namespace) -> int:
     from qcert.conformance import adapters
 
+    from qcert.conformance.checkpoints import short_forwards
+
     path = _checkpoint(ns.checkpoint)
     engine = adapters.resolve(ns.engine)()
     try:
-        report = engine.load(path, device=ns.device).report() if ns.load else engine.plan(path, device=ns.device)
+        if ns.load or ns.forward:
+            model = engine.load(path, device=ns.device)
+            if ns.forward:
+                short_forwards(model, path, prefill=True)
+            report = model.report()
+        else:
+            report = engine.plan(path, device=ns.device)
     except ValueError as e:
         print(f"qcert inspect: {e}", file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ Without --qcert-checkpoint they run on built-in fixtures. They read only what an
 (the load report, parameters) and the checkpoint's own headers.
 """
 
-import json
 import re
 
 import pytest
@@ -123,13 +122,7 @@ def check_loads_and_runs(engine, checkpoint, device: str) -> dict:
     Returns the load report."""
     _skip_if_too_big(checkpoint, device)
     model = engine.load(checkpoint, device=device, **({"dtype": "float32"} if device == "cpu" else {}))
-    if model.report()["family"] == "flux":  # a diffusion transformer: one denoising step on a 4x4 latent
-        config = json.loads((ck.Path(checkpoint) / "config.json").read_text())
-        outs = [model.forward(**fixtures.flux.inputs(config))]
-    else:
-        ids = torch.arange(8).reshape(1, 8) % 7
-        outs = [model.forward(ids)] + ([model.forward(torch.arange(96).reshape(4, 24) % 7)] if device != "cpu" else [])
-    for out in outs:
+    for out in ck.short_forwards(model, checkpoint, prefill=device != "cpu"):
         bad = int((~torch.isfinite(out)).sum())
         assert bad == 0, f"forward output {tuple(out.shape)} has {bad} non-finite values of {out.numel()}"
     return model.report()
