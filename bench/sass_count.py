@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
-        const = dict(common, E4M3_NATIVE=True, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
+        const = dict(common, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
                      EVEN_K=a.k % bk == 0)
         weights = bn * bk / (32 * warps)
         cap = None
@@ -175,7 +175,7 @@ def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, sta
              "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
                  ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
-                 WORDS=words, E4M3_NATIVE=True, stride_ak=1, **aligns)
+                 WORDS=words, stride_ak=1, **aligns)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
              "stride_we", "stride_se", "stride_cm", "K", "N"] + row_div16
     compiled = compile_sm90(fg.fp4_gemm_kernel, types, const, div16, warps, stages)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from qcert.conformance import output
+from qcert.conformance import hardware, output
 
 
 class UsageError(Exception):
@@ -66,7 +66,7 @@ def _list(ns: argparse.Namespace) -> int:
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="builtin", help="engine adapter (default builtin)")
-    p.add_argument("--hardware", action="append", choices=("cuda", "rocm"),
+    p.add_argument("--hardware", action="append", default=[], choices=hardware.KINDS,
                    help="run the cases that need this accelerator (repeatable)")
     p.add_argument("-k", dest="keyword", help="pytest -k expression selecting cases")
     p.add_argument("-n", dest="workers", help="pytest-xdist workers (a number or 'auto')")
@@ -96,9 +96,7 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.expectations and not Path(ns.expectations).exists():
         raise UsageError(f"--expectations {ns.expectations}: no such file")
     folder = selftest.cases_dir()
-    args = [str(folder), *selftest.base_args(folder), "--engine", ns.engine]
-    for kind in ns.hardware or []:
-        args += ["--hardware", kind]
+    args = [str(folder), *selftest.base_args(folder), "--engine", ns.engine, *hardware.pytest_args(ns.hardware)]
     for case_id in ns.case or []:
         args += ["--qcert-case", case_id]
     options = {"-k": ns.keyword, "-n": ns.workers, "--qcert-expectations": ns.expectations,
@@ -128,7 +126,7 @@ def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: 2 where there are 2 cores or more)")
     p.add_argument("--json", help="write the results as JSON here")
-    p.add_argument("--hardware", action="append", default=[], choices=("cuda", "rocm"),
+    p.add_argument("--hardware", action="append", default=[], choices=hardware.KINDS,
                    help="also run the named cases that need this accelerator (repeatable; it must be present)")
 
 

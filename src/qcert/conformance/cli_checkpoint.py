@@ -10,6 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from qcert.conformance import hardware
+
 
 class _Usage(Exception):
     pass
@@ -37,12 +39,11 @@ def inspect_args(p: argparse.ArgumentParser) -> None:
                         "(kernel) each op ran")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--engine", default="builtin", help="engine adapter (default builtin)")
-    p.add_argument("--device", default="cpu", help="device for --load (default cpu)")
+    p.add_argument("--device", default="cpu", help="device for --load and --forward (default cpu)")
 
 
 def inspect(ns: argparse.Namespace) -> int:
     from qcert.conformance import adapters
-
     from qcert.conformance.checkpoints import short_forwards
 
     path = _checkpoint(ns.checkpoint)
@@ -103,7 +104,7 @@ def certify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write the JSON report here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--markdown", help="write a Markdown report here")
-    p.add_argument("--hardware", action="append", default=[], choices=("cuda", "rocm"),
+    p.add_argument("--hardware", action="append", default=[], choices=hardware.KINDS,
                    help="also load, run and reload the checkpoint on this accelerator (it must be present); "
                         "without it those cases are reported as skipped")
 
@@ -117,7 +118,7 @@ def certify(ns: argparse.Namespace) -> int:
     path = _checkpoint(ns.checkpoint)
     folder = selftest.cases_dir()
     args = [str(folder / "test_certify.py"), *selftest.base_args(folder), "--engine", ns.engine,
-            "--qcert-checkpoint", str(path.resolve()), *[a for kind in ns.hardware for a in ("--hardware", kind)]]
+            "--qcert-checkpoint", str(path.resolve()), *hardware.pytest_args(ns.hardware)]
     for flag, value in (("--qcert-json", ns.json), ("--qcert-junit", ns.junit), ("--qcert-markdown", ns.markdown)):
         if value:
             args += [flag, value]

@@ -28,6 +28,11 @@ def need_text(needed: str) -> str:
     return " or ".join(f"--hardware {k}" for k in options)
 
 
+def pytest_args(kinds) -> list[str]:
+    """`--hardware KIND` for each requested kind, as the plugin takes them (run, selftest, certify)."""
+    return [a for kind in kinds for a in ("--hardware", kind)]
+
+
 def describe(kind: str | None) -> str:
     """What a case of this hardware kind runs on here, for the reports."""
     if kind is None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from qcert.conformance import hardware as hw
 from qcert.conformance import plugin
 from qcert.conformance.mutants import Mutant, MutantError, discover
 
@@ -114,8 +115,6 @@ def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None =
         folder: Path | None = None, workers: int = 1, hardware: list[str] | tuple[str, ...] = ()) -> list[MutantResult]:
     """`hardware`: the accelerators to run hardware cases on; each must be present (a case that
     fails only because its device is missing would pass for a kill)."""
-    from qcert.conformance import hardware as hw
-
     missing = [k for k in hardware if not hw.present(k)]
     if missing:
         raise MutantError(f"--hardware {', '.join(missing)}: no such device is visible to torch here")
@@ -129,7 +128,7 @@ def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None =
         mutants = {name: mutants[name] for name in wanted}
     if workers > 1 and len(mutants) > 1:
         return _run_parallel(mutants, workers, hardware)
-    hw_args = _hardware_args(hardware)
+    hw_args = hw.pytest_args(hardware)
     rc, items, output = collect(folder, ["--qcert-no-expectations", *hw_args])
     if rc not in (0, 5):
         raise MutantError(f"collecting {folder} failed (pytest exit {rc}):\n{output[-3000:]}")
@@ -141,10 +140,6 @@ def run(mutants: dict[str, Mutant] | None = None, only: str | list[str] | None =
         if props["hardware"] is not None and not hw.satisfies(props["hardware"], set(hardware)):
             needs.add(props["case"])
     return [_run_one(m, modules, needs, folder, hw_args) for m in mutants.values()]
-
-
-def _hardware_args(hardware) -> list[str]:
-    return [a for kind in hardware for a in ("--hardware", kind)]
 
 
 def _run_one(mutant: Mutant, modules: dict[str, set[str]], needs: set[str], folder: Path,
@@ -204,7 +199,7 @@ def _run_parallel(mutants: dict[str, Mutant], workers: int, hardware: list[str] 
         for n, group in enumerate(groups):
             out = Path(tmp) / f"{n}.json"
             cmd = [sys.executable, "-m", "qcert.conformance.cli", "selftest", "--workers", "1", "--json", str(out),
-                   *[a for m in group for a in ("--mutant", m)], *_hardware_args(hardware)]
+                   *[a for m in group for a in ("--mutant", m)], *hw.pytest_args(hardware)]
             procs.append((group, out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                         text=True)))
         rows: dict[str, dict] = {}

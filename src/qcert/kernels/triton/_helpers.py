@@ -95,6 +95,12 @@ def e8m0_to_f32(u):
     return tl.where(u == 255, 0x7FC00000, bits).to(tl.float32, bitcast=True)
 
 
+def e4m3_native(b):
+    """float8_e4m3fn bits (int32) -> float32 by the hardware's conversion (compiled kernels; the
+    interpreter's own flushes subnormals and reads 0x7F, NaN, as a number: e4m3_to_f32 there)."""
+    return b.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+
+
 def e4m3_to_f32(b):
     """float8_e4m3fn bits (int32, 0..255) -> float32; 0x7F/0xFF are NaN, exponent 0 subnormal."""
     ex = (b >> 3) & 15
@@ -102,6 +108,11 @@ def e4m3_to_f32(b):
     v = tl.where(ex == 0, mt.to(tl.float32) * 0.001953125, (((ex + 120) << 23) | (mt << 20)).to(tl.float32, bitcast=True))
     v = tl.where((b & 127) == 127, float("nan"), v)
     return tl.where((b & 128) != 0, -v, v)
+
+
+# e4m3 block scales as a kernel helper pair (_launch.Kernel): the hardware's conversion when compiled,
+# bit arithmetic when interpreted
+E4M3_SCALE = (e4m3_native, e4m3_to_f32)
 
 
 def e2m1_code(a):

@@ -42,7 +42,7 @@ def _fp4_gemm(
     HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
-    E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, E4M3_NATIVE: tl.constexpr,
+    E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
     # row strides rewritten as multiples of their alignment: same values, seen by the compiler (_launch.row_align)
@@ -99,9 +99,7 @@ def _fp4_gemm(
             si = k0 // GROUP + offs_s
             s_col = si // (4 * PER) * (64 * PER) + (si % (4 * PER)) // PER * (2 * PER) + si % PER if TILED else si
             s_raw = tl.load(s_base + s_col[None, :], mask=n_ok[:, None] & (si < K // GROUP)[None, :], other=0)
-            # e4m3 by the hardware's conversion when compiled; interpreted by bit arithmetic (the
-            # interpreter's conversion flushes subnormals and reads 0x7F, NaN, as a number)
-            scale = BLOCK_SCALE(s_raw.to(tl.int32), SCALE_KIND, E4M3_NATIVE, E8M0_TO_F32, E4M3_TO_F32)
+            scale = BLOCK_SCALE(s_raw.to(tl.int32), SCALE_KIND, E8M0_TO_F32, E4M3_TO_F32)
             if TILED or WORDS:  # int32 words of 8 codes under layouts' word map
                 kw = k0 // 8 + tl.arange(0, BLOCK_K // 8)
                 w_col = kw // 16 * 256 + kw % 16 if TILED else kw
@@ -137,7 +135,7 @@ def _fp4_gemm(
 
 
 fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32,
-                         TILE_TO_F32=h.tile_words_to_f32, E4M3_TO_F32=h.e4m3_to_f32,
+                         TILE_TO_F32=h.tile_words_to_f32, E4M3_TO_F32=h.E4M3_SCALE,
                          BLOCK_SCALE=fp4_gemv.block_scale_f32)
 
 
@@ -244,7 +242,7 @@ def fp4_gemm(
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words,
-        E4M3_NATIVE=a.device.type != "cpu", W_ALIGN=row_align(w),
+        W_ALIGN=row_align(w),
         S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
     )
     return split_k_result(acc, out, out_dtype, "fp4_gemm", split)

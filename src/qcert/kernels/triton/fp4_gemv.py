@@ -87,14 +87,11 @@ def join8(o0, o1, o2, o3, o4, o5, o6, o7):
     return tl.permute(tl.join(a, b), (0, 1, 2, 5, 3, 4))
 
 
-def block_scale_f32(s_raw, SCALE_KIND: tl.constexpr, NATIVE: tl.constexpr, E8M0_TO_F32: tl.constexpr,
-                    E4M3_TO_F32: tl.constexpr):
-    """Block-scale bytes (int32) -> fp32, exactly: e8m0, or e4m3 by the hardware's conversion when
-    compiled (NATIVE; the interpreter's flushes subnormals) and by bit arithmetic otherwise."""
+def block_scale_f32(s_raw, SCALE_KIND: tl.constexpr, E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr):
+    """Block-scale bytes (int32) -> fp32, exactly: e8m0, or e4m3 by the kernel's E4M3_TO_F32
+    (h.E4M3_SCALE: the hardware's conversion compiled, bit arithmetic interpreted)."""
     if SCALE_KIND == 0:
         sc = E8M0_TO_F32(s_raw)
-    elif NATIVE:
-        sc = s_raw.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
     else:
         sc = E4M3_TO_F32(s_raw)
     return sc
@@ -142,7 +139,7 @@ def _fp4_gemv(
             x = tl.load(a_ptrs, mask=(kk + offs_k < K)[None, :], other=0.0)
         # A's columns in the decode's order: per 8 columns 0, 2, 4, 6, 1, 3, 5, 7 (a register shuffle)
         x = tl.reshape(tl.permute(tl.reshape(x, (BLOCK_M, WORDS, 4, 2)), (0, 1, 3, 2)), (BLOCK_M, BLOCK_K))
-        sc = tl.broadcast_to(BLOCK_SCALE(s_raw, SCALE_KIND, False, E8M0_TO_F32, E4M3_TO_F32)[:, :, None],
+        sc = tl.broadcast_to(BLOCK_SCALE(s_raw, SCALE_KIND, E8M0_TO_F32, E4M3_TO_F32)[:, :, None],
                              (BLOCK_N, G, WPG))
         o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
         w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
@@ -175,7 +172,7 @@ def _fp4_gemv1(
     N, K, words_per_split,
     stride_ak, stride_wn, stride_sn, stride_g,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
-    E4M3_NATIVE: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ITERS: tl.constexpr,
     E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
     DOT8: tl.constexpr, LASTSUM: tl.constexpr,
@@ -236,7 +233,7 @@ def _fp4_gemv1(
                       tl.broadcast_to(x2[None, :], shape), tl.broadcast_to(x3[None, :], shape),
                       tl.broadcast_to(x4[None, :], shape), tl.broadcast_to(x5[None, :], shape),
                       tl.broadcast_to(x6[None, :], shape), tl.broadcast_to(x7[None, :], shape), FP4_TO_F32)
-        acc += p * BLOCK_SCALE(s_raw, SCALE_KIND, E4M3_NATIVE, E8M0_TO_F32, E4M3_TO_F32)
+        acc += p * BLOCK_SCALE(s_raw, SCALE_KIND, E8M0_TO_F32, E4M3_TO_F32)
         w_ptrs += BLOCK_K // 8
         s_ptrs += G
 
@@ -252,7 +249,7 @@ def _fp4_gemv1(
 
 
 fp4_gemv1_kernel = kernel(
-    _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, BLOCK_SCALE=block_scale_f32,
+    _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.E4M3_SCALE, BLOCK_SCALE=block_scale_f32,
     FP4_TO_F32=h.fp4_to_f32,
     DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
 )
@@ -330,7 +327,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         fp4_gemv1_kernel.on(a.device)[grid](
             a, words, scales, g_arg, bias_arg, acc, n, k, k_per_split // 8,
             a.stride(1), words.stride(0), scales.stride(0), g_stride,
-            E4M3_NATIVE=a.device.type != "cpu", BLOCK_K=bk, **common,
+            BLOCK_K=bk, **common,
         )
     else:
         fp4_gemv_kernel.on(a.device)[grid](

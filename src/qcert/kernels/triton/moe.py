@@ -61,7 +61,7 @@ def _decode_gemv(x: torch.Tensor, rows: int) -> bool:
 def _grouped_gemm(a, w, scales, scale_kind, r: Routing, g, a_rows, gemv: bool, words: bool) -> torch.Tensor:
     """[rows of the routing, N] fp32: each M-block of a (gathered through a_rows) times its expert."""
     if gemv:
-        return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w), scales.view(torch.uint8),
+        return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w), scales,
                                          scale_kind, g, None, None, torch.float32, a_rows=a_rows,
                                          block_expert=r.block_expert, block_m=r.block_m, mapped=words)
     return fp4_gemm(a, w, scales, scale_kind, m=r.token.numel(), a_rows=a_rows, block_expert=r.block_expert,
