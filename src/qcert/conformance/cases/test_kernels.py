@@ -371,6 +371,7 @@ def _nan_scale_inputs(op: str, device, tiles: bool):
                                                     input_scale=False, bias=False)
         places, where = {2: [(5, 1), (n - 1, 2)]}, [(slice(None), 5), (slice(None), n - 1)]
     else:
+        # s13, s2: the positions of w13's and w2's block scales in the op's arguments
         if op == "mxfp4_moe":
             args, kwargs, fmt = mxfp4_moe_inputs(g, device, t=6, h=64, i=32, e=4, k=2, dtype=bf16, act_qdq=False)
             s13, s2 = 2, 4

@@ -242,7 +242,6 @@ def fp4_gemm(
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
         HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words,
-        W_ALIGN=row_align(w),
-        S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
+        W_ALIGN=row_align(w), S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
     )
     return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
