@@ -425,10 +425,14 @@ def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr, LANE_K: tl.constexpr
     return tl.split(_e4m3_bf16_folded(b.to(tl.int32)))
 
 
+# the hardware's e4m3 conversion, jitted here: this kernel is compiled only (GPU-only mma), not a _launch.Kernel
+_e4m3 = triton.jit(h.e4m3_native)
+
+
 @triton.jit
 def _e4m3_bf16_folded(b):
     """e4m3 bits (int32) -> bf16x2 (int32) of value * 2^117 twice (exact: at most 2^125.8; NaN stays NaN)."""
-    v = (b.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32) * 1.6615349947311448e35).to(tl.bfloat16)
+    v = (_e4m3(b) * 1.6615349947311448e35).to(tl.bfloat16)
     return (v.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF) * 0x10001
 
 
