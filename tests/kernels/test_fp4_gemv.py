@@ -1,7 +1,7 @@
 """The small-M FP4 kernels (triton, interpreted) against the torch reference, through the launch
 paths the conformance cases do not reach on CPU: explicit configurations with split-K (fp32
 atomics), 1024-wide steps over a ragged K (masked last step), rows past N, and both scale kinds for
-the M = 1 kernel and the tensor-core one. The GPU runs the same launches compiled."""
+the M = 1 kernel and the tensor-core one. A GPU runs the same launches compiled."""
 
 import pytest
 import torch
@@ -50,6 +50,15 @@ def _inputs(m, n, k):
 def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
     w, x, bias = _inputs(m, n, k)
     got, want = _gemv_and_reference(kind, x, w, bias, cfg)
+    assert_close_rel(got, want, "fp32")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled launches need an NVIDIA GPU")
+@pytest.mark.parametrize("kind,m,n,k,cfg", CASES)
+def test_fp4_gemv_cuda_core_kernels_compiled(kind, m, n, k, cfg):
+    """The same launches compiled (fp32 activations: what the tensor-core kernel leaves to these)."""
+    w, x, bias = (t.cuda() for t in _inputs(m, n, k))
+    got, want = _gemv_and_reference(kind, x, w, bias, cfg, mma=False)
     assert_close_rel(got, want, "fp32")
 
 

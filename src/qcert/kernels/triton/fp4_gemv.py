@@ -162,7 +162,7 @@ def _fp4_gemv(
 
 
 fp4_gemv_kernel = kernel(
-    _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.e4m3_to_f32, BLOCK_SCALE=block_scale_f32,
+    _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.E4M3_SCALE, BLOCK_SCALE=block_scale_f32,
     FP4_TO_F32=h.fp4_to_f32, DECODE8_F32=decode8_f32, JOIN8=join8,
 )
 
