@@ -46,18 +46,13 @@ def _inputs(m, n, k):
     return w, torch.randn(m, k, generator=g), torch.randn(n, generator=g)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="compiled launches need an NVIDIA GPU"))])
 @pytest.mark.parametrize("kind,m,n,k,cfg", CASES)
-def test_fp4_gemv_matches_reference(kind, m, n, k, cfg):
-    w, x, bias = _inputs(m, n, k)
-    got, want = _gemv_and_reference(kind, x, w, bias, cfg)
-    assert_close_rel(got, want, "fp32")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled launches need an NVIDIA GPU")
-@pytest.mark.parametrize("kind,m,n,k,cfg", CASES)
-def test_fp4_gemv_cuda_core_kernels_compiled(kind, m, n, k, cfg):
-    """The same launches compiled (fp32 activations: what the tensor-core kernel leaves to these)."""
-    w, x, bias = (t.cuda() for t in _inputs(m, n, k))
+def test_fp4_gemv_matches_reference(kind, m, n, k, cfg, device):
+    """Interpreted on CPU, compiled on a GPU (fp32 activations there: what the tensor-core kernel
+    leaves to these kernels)."""
+    w, x, bias = (t.to(device) for t in _inputs(m, n, k))
     got, want = _gemv_and_reference(kind, x, w, bias, cfg, mma=False)
     assert_close_rel(got, want, "fp32")
 
