@@ -4,11 +4,13 @@
 #   tests: the GPU-only kernel unit tests: tensor-core GEMV (plain and tile layout), compiled MoE
 #          routing, MoE in a CUDA graph (interpreted ones
 #          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
+#   wgmma: bench/wgmma_probe.py: the warpgroup-MMA GEMV's numbers and times against the mma.sync one
 #   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
 #   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 (MXFP4, default configs): what
 #        M = 16 spends its time on (pipes, stall reasons per issued instruction, occupancy, L1) next to M = 8
-#   selftest: qcert selftest --hardware cuda (every mutant; the GPU cases they name run here)
+#   selftest: qcert selftest --hardware cuda (every mutant, or SELFTEST_ARGS="--mutant ID"; the GPU cases they
+#             name run here)
 #   certify: qcert certify --hardware cuda on a Kimi-K2.5 Quark MXFP4 fixture built here
 #   configs: bench/gemv_configs.py: the GEMV's default config against others at M = 16 over shapes,
 #        and the MoE decode's warps per grouped GEMM (MXFP4)
@@ -38,9 +40,10 @@ for stage in "$@"; do
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
     tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_moe_routing.py -q \
              -k "mma or graph or cuda or tiles" 2>&1 | tail -15 | tee -a "$log" ;;
+    wgmma) timeout "${WGMMA_S:-240}" python3 bench/wgmma_probe.py ${WGMMA_ARGS:-} 2>&1 | tee "$out/wgmma.txt" | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     selftest) timeout "${SELFTEST_S:-300}" python3 -m qcert.conformance.cli selftest --hardware cuda --workers 4 \
-                --json "$out/selftest.json" 2>&1 | tail -12 | tee -a "$log" ;;
+                --json "$out/selftest.json" ${SELFTEST_ARGS:-} 2>&1 | tail -12 | tee -a "$log" ;;
     certify) { python3 -m qcert.conformance.cli fixtures build /tmp/kimi --family kimi-k2.5 --format quark-mxfp4 &&
                timeout "${CERTIFY_S:-200}" python3 -m qcert.conformance.cli certify /tmp/kimi --hardware cuda \
                  --markdown "$out/certify.md" --json "$out/certify.json"; } 2>&1 | tail -15 | tee -a "$log" ;;

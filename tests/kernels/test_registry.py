@@ -182,3 +182,23 @@ def test_reference_fallbacks(op):
     assert R.reference_fallbacks({op: ["fast", "torch"]}) == {op: ["fast", "torch"]}
     assert R.reference_fallbacks({op: "standin"}) == {op: ["standin"]}
     assert R.reference_fallbacks({op: "slow"}) == {}
+
+
+@pytest.mark.parametrize("op", ["mxfp4_linear", "nvfp4_linear"])
+def test_wgmma_backend_runs_only_when_asked_and_only_on_sm90(op, monkeypatch):
+    """triton_wgmma (the warpgroup-MMA GEMV, slower than triton_tiles on the H100) is never picked
+    unasked; asked for, it runs on an sm_90 GPU with bf16 and refuses elsewhere, saying why."""
+    pytest.importorskip("qcert.kernels.triton.ops")
+    from qcert.kernels.triton import fp4_wgmma
+
+    if not fp4_wgmma.available():
+        pytest.skip("this triton has no Gluon")
+    monkeypatch.delenv(R.env_var(op), raising=False)
+    assert R.select(op, GPU, layout="fp4_tiles").name == "triton_tiles"
+    assert R.select(op, GPU, "triton_wgmma", layout="fp4_tiles").name == "triton_wgmma"
+    for ctx, why in ((R.OpContext(device_type="cuda", capability=(10, 0), dtype=torch.bfloat16), "(10, 0)"),
+                     (R.OpContext(device_type="cuda", capability=(9, 0), dtype=torch.float16), "bf16"),
+                     (R.OpContext(device_type="cuda", capability=(9, 0), dtype=torch.bfloat16, is_rocm=True), "ROCm")):
+        with pytest.raises(R.BackendUnavailable, match="triton_wgmma") as e:
+            R.select(op, ctx, "triton_wgmma", layout="fp4_tiles")
+        assert why in str(e.value)

@@ -29,9 +29,10 @@ from qcert.kernels.tolerances import assert_close_rel
 # backend name -> features a case lists for it
 BACKENDS = ("triton", "flashinfer", "aiter")
 # the fp4 linears also run on weights in the GEMV tile layout (layouts.fp4_tiles), the fp4 MoEs on
-# experts under the word map (layouts.fp4_words)
-EXTRA = {"mxfp4_linear": ("triton_tiles",), "nvfp4_linear": ("triton_tiles",), "mxfp4_moe": ("triton_words",),
-         "nvfp4_moe": ("triton_words",)}
+# experts under the word map (layouts.fp4_words); on Hopper the linears also on the warpgroup-MMA GEMV
+# (triton_wgmma, the same tile layout)
+EXTRA = {"mxfp4_linear": ("triton_tiles", "triton_wgmma"), "nvfp4_linear": ("triton_tiles", "triton_wgmma"),
+         "mxfp4_moe": ("triton_words",), "nvfp4_moe": ("triton_words",)}
 SENTINEL = -12345.0  # poison for outputs that legitimately hold NaN
 
 
@@ -355,19 +356,20 @@ def test_nvfp4_moe(interpreted_triton, name, params):
 NAN_SCALE = {"mxfp4": 0xFF, "nvfp4": 0x7F}
 
 
-def _nan_scale_inputs(op: str, device, tiles: bool):
+def _nan_scale_inputs(op: str, device, name: str):
     """(args with NaN block scales, kwargs, fmt, where): linears get NaN in row 5's second block and
     the last (tail) row's third, so output columns 5 and N - 1 are NaN; MoEs in w2 of token 0's first
     expert (row 5: column 5 of its tokens) and in w13 of another expert (a gate row: every column of
     its tokens, through GEMM 2). `where`: (rows, columns) the reference must show NaN at."""
     g = _gen(6, device)
     bf16 = torch.bfloat16
+    tiles, m = name in ("triton_tiles", "triton_wgmma"), 12 if name == "triton_wgmma" else 3  # wgmma: 8 < M <= 16
     if op in ("mxfp4_linear", "nvfp4_linear"):
         n, k = (48, 128) if tiles else (37, 96)
         if op == "mxfp4_linear":
-            args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=bf16, act_qdq=False, bias=False)
+            args, kwargs, fmt = mxfp4_linear_inputs(g, device, m=m, n=n, k=k, dtype=bf16, act_qdq=False, bias=False)
         else:
-            args, kwargs, fmt = nvfp4_linear_inputs(g, device, m=3, n=n, k=k, dtype=bf16, per_row_scale_2=False,
+            args, kwargs, fmt = nvfp4_linear_inputs(g, device, m=m, n=n, k=k, dtype=bf16, per_row_scale_2=False,
                                                     input_scale=False, bias=False)
         places, where = {2: [(5, 1), (n - 1, 2)]}, [(slice(None), 5), (slice(None), n - 1)]
     else:
@@ -393,7 +395,7 @@ def _nan_scale_inputs(op: str, device, tiles: bool):
 
 
 def check_nan_scale(op: str, name: str, device: str) -> None:
-    args, kwargs, fmt, where = _nan_scale_inputs(op, device, tiles=name == "triton_tiles")
+    args, kwargs, fmt, where = _nan_scale_inputs(op, device, name)
     backend = _backend_or_skip(op, name, args[0])
     out, ref = _run_checked(op, backend, args, kwargs, fmt, poison=SENTINEL)
     assert not bool((out == SENTINEL).any()), f"{op}/{name}: output elements never written"

@@ -23,7 +23,7 @@ import triton.language as tl
 
 from ..layouts import fp4_tiles_fit
 from . import _helpers as h
-from . import fp4_gemv, fp4_gemv_mma
+from . import fp4_gemv, fp4_gemv_mma, fp4_wgmma
 from ._launch import dot_in_fp32, kernel, row_align, split_k_result, split_k_target
 
 E8M0, E4M3 = 0, 1
@@ -172,6 +172,7 @@ def fp4_gemm(
     config: tuple | None = None,
     tiled: bool = False,
     words: bool = False,
+    wgmma: bool = False,
 ) -> torch.Tensor:
     """A [rows, K] (any float dtype, stride along K arbitrary) x fp4 W [E, N, K//2] -> C [m, N].
 
@@ -181,6 +182,8 @@ def fp4_gemm(
     tiled: one weight [N, K//2] and its scales in layouts.fp4_tiles (a linear, not the MoE); M <= 16
     with bf16 activations on an NVIDIA GPU runs the tensor-core GEMV, the rest this kernel.
     words: W in layouts.fp4_words (the plain layout, each word's bits under the word map).
+    wgmma (with tiled): 8 < M <= 16 with bf16 activations on sm_90 runs the warpgroup-MMA GEMV
+    (fp4_wgmma; the triton_wgmma backend asks for it) instead of the mma.sync one.
     """
     if w.dim() == 2:
         w, scales = w.unsqueeze(0), scales.unsqueeze(0)
@@ -209,6 +212,9 @@ def fp4_gemm(
     if linear and 0 < rows <= fp4_gemv.MAX_M and config is None and (not mapped or fp4_gemv_mma.usable(a)):
         # decode-sized linear: the bandwidth-shaped small-M kernels (mapped words: the tensor-core one)
         g1 = None if g is None else g.to(torch.float32).reshape(-1).expand(n)  # a scalar stays stride 0
+        if wgmma and tiled and fp4_wgmma.usable(a, rows):  # asked for, 8 < M <= 16 on Hopper
+            return fp4_wgmma.fp4_wgmma(a, fp4_gemv_mma.as_words(w[0]), scales[0], scale_kind, g1, bias, out,
+                                       out_dtype)
         if mapped:
             return fp4_gemv_mma.fp4_gemv_mma(a, fp4_gemv_mma.as_words(w[0]), scales[0], scale_kind, g1, bias, out,
                                              out_dtype, tiled=tiled, mapped=words)

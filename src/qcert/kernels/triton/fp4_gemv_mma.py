@@ -60,17 +60,22 @@ from . import _helpers as h
 from ._launch import device_facts, row_align, split_k_result, split_k_target
 
 
-def _scale_ptx(out: list[str], bias: bool) -> str:
+def _scale_ptx(out: list[str], bias: bool, scale: str = "$5", halves: bool = False) -> str:
     """The decodes' common tail: registers t0..t3 hold bf16x2 of e2m1 * 2^-126 -> $0..$3, times 2^126
-    (`bias`, 0x7E80; NVFP4's scale carries it already) and times the scale $5 (the same bf16 scale
-    twice), -0 as the addend keeping the sign of zero. (Skipping the 2^126 multiply where a warp's
+    (`bias`, 0x7E80; NVFP4's scale carries it already) and times the scale (the same bf16 scale
+    twice), -0 as the addend keeping the sign of zero. halves: the results as 8 bf16 halves $0..$7
+    (low half first; fp4_wgmma's operand) instead. (Skipping the 2^126 multiply where a warp's
     scales allow folding it into them, behind a vote and a branch, saved 6 % of the loop's
     instructions and split it into a block per word; not kept.)"""
+    dst = "o" if halves else "$"
     for j in range(4):
         if bias:
             out.append(f"fma.rn.bf16x2 t{j}, t{j}, bias, nz;")
-        out.append(f"fma.rn.bf16x2 ${j}, t{j}, $5, nz;")
-    head = ["{", ".reg .b32 t0, t1, t2, t3, u, v, bias, nz;", "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
+        out.append(f"fma.rn.bf16x2 {dst}{j}, t{j}, {scale}, nz;")
+    if halves:
+        out += [f"mov.b32 {{${2 * j}, ${2 * j + 1}}}, o{j};" for j in range(4)]
+    regs = ".reg .b32 t0, t1, t2, t3, u, v, bias, nz" + (", o0, o1, o2, o3;" if halves else ";")
+    head = ["{", regs, "mov.b32 bias, 0x7E807E80;", "mov.b32 nz, 0x80008000;"]
     return "\n".join(head + out + ["}"])
 
 
@@ -87,26 +92,26 @@ def _decode_ptx(bias: bool) -> str:
     return _scale_ptx(out, bias)
 
 
-def _tile_decode_ptx(bias: bool) -> str:
+def _tile_decode_ptx(bias: bool, halves: bool = False) -> str:
     """The same for a word of the tile layout, whose bits are stored under layouts' word map:
     register j (codes TILE_WORD_PAIRS[j]) is the XOR of TILE_WORD_DECODE[j]'s shifted copies of the
     word, masked (two integer instructions for most registers, where the plain layout's decode takes
-    four)."""
-    out = []
+    four). halves: 8 bf16 outputs, the word in $8 and the scale in $9 (_scale_ptx)."""
+    word, out = ("$8" if halves else "$4"), []
     for j, terms in enumerate(TILE_WORD_DECODE):
         copies = []
         for reg, (amount, rotate) in zip(("u", "v"), terms):
             if amount == 0:
-                reg = "$4"
+                reg = word
             elif rotate:
-                out.append(f"shf.l.wrap.b32 {reg}, $4, $4, {amount};")
+                out.append(f"shf.l.wrap.b32 {reg}, {word}, {word}, {amount};")
             else:
-                out.append(f"shl.b32 {reg}, $4, {amount};" if amount > 0 else f"shr.b32 {reg}, $4, {-amount};")
+                out.append(f"shl.b32 {reg}, {word}, {amount};" if amount > 0 else f"shr.b32 {reg}, {word}, {-amount};")
             copies.append(reg)
         if len(copies) == 2:
             out.append(f"xor.b32 t{j}, {copies[0]}, {copies[1]};")
         out.append(f"and.b32 t{j}, {f't{j}' if len(copies) == 2 else copies[0]}, {TILE_WORD_MASK:#010x};")
-    return _scale_ptx(out, bias)
+    return _scale_ptx(out, bias, "$9" if halves else "$5", halves)
 
 
 _DECODE_BIAS = tl.constexpr(_decode_ptx(True))

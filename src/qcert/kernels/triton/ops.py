@@ -8,11 +8,12 @@ and dtype) and writes every element of it.
 from __future__ import annotations
 
 import torch
-import triton  # noqa: F401  (ImportError here = triton not installed, reported by the registry)
+import triton  # (ImportError here = triton not installed, reported by the registry)
 
 from ..registry import register_backend
 from ._launch import available, check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
+from . import fp4_wgmma
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 from .fp8_gemm import fp8_gemm
 from .moe import mxfp4_moe, nvfp4_moe
@@ -26,16 +27,18 @@ def _linear_out(x: torch.Tensor, n: int, out: torch.Tensor | None, what: str) ->
     return check_out(out, (*x.shape[:-1], n), x.dtype, x.device, what).view(-1, n)
 
 
-def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None, tiled: bool = False):
+def mxfp4_linear(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None, tiled: bool = False,
+                 wgmma: bool = False):
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
     a = mxfp4_qdq(x2) if act_qdq else x2
     y = fp4_gemm(a, w_packed, w_scale, E8M0, bias=bias, out_dtype=x.dtype, out=_linear_out(x, n, out, "mxfp4_linear"),
-                 tiled=tiled)
+                 tiled=tiled, wgmma=wgmma)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
 
 
-def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None, tiled: bool = False):
+def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None, tiled: bool = False,
+                 wgmma: bool = False):
     n, k = w_packed.shape[0], x.shape[-1]
     x2 = x.reshape(-1, k)
     g = torch.as_tensor(w_scale_2, dtype=torch.float32, device=x.device).reshape(-1)
@@ -46,7 +49,7 @@ def nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=N
         a = nvfp4_qdq(x2, input_scale)
         g = g * torch.as_tensor(input_scale, dtype=torch.float32, device=x.device).reshape(())
     y = fp4_gemm(a, w_packed, w_block_scale, E4M3, g=g.expand(n).reshape(1, n), bias=bias, out_dtype=x.dtype,
-                 out=_linear_out(x, n, out, "nvfp4_linear"), tiled=tiled)
+                 out=_linear_out(x, n, out, "nvfp4_linear"), tiled=tiled, wgmma=wgmma)
     return out if out is not None else y.reshape(*x.shape[:-1], n)
 
 
@@ -97,6 +100,37 @@ def _tiles_available(ctx) -> "bool | str":
 # plain layout at M = 1..8 with the word map), so preferred over BACKEND.
 for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_linear_tiles)):
     register_backend(_op, TILES, _fn, _tiles_available, priority=45, layout="fp4_tiles")
+
+
+# The same again with 8 < M <= 16 on Hopper's warpgroup MMA (fp4_wgmma): correct, but slower than the
+# mma.sync GEMV on the H100 at the shapes measured (bench/results/h100-triton.md), so run only when
+# asked for (--backend mxfp4_linear=triton_wgmma); the GPU kernel cases check it like the others.
+WGMMA = "triton_wgmma"
+
+
+def mxfp4_linear_wgmma(x, w_packed, w_scale, bias=None, act_qdq: bool = False, out=None):
+    return mxfp4_linear(x, w_packed, w_scale, bias, act_qdq, out, tiled=True, wgmma=True)
+
+
+def nvfp4_linear_wgmma(x, w_packed, w_block_scale, w_scale_2, bias=None, input_scale=None, out=None):
+    return nvfp4_linear(x, w_packed, w_block_scale, w_scale_2, bias, input_scale, out, tiled=True, wgmma=True)
+
+
+def _wgmma_available(ctx) -> "bool | str":
+    """The tile layout's check, on an sm_90 GPU with Gluon (wgmma is sm_90a's)."""
+    ok = _tiles_available(ctx)
+    if ok is not True:
+        return ok
+    if not fp4_wgmma.available():
+        return f"triton {triton.__version__} has no Gluon (triton.experimental.gluon)"
+    if ctx.device_type != "cuda" or ctx.capability != (9, 0):
+        where = f"compute capability {ctx.capability}" if ctx.device_type == "cuda" else f"device {ctx.device_type!r}"
+        return f"the warpgroup-MMA GEMV runs on sm_90 (Hopper) GPUs only, not on {where}"
+    return True
+
+
+for _op, _fn in (("mxfp4_linear", mxfp4_linear_wgmma), ("nvfp4_linear", nvfp4_linear_wgmma)):
+    register_backend(_op, WGMMA, _fn, _wgmma_available, priority=46, layout="fp4_tiles", on_request=True)
 
 
 # The MoE on experts in layouts.fp4_words (engine/quant/fp4_words_layout.py applies it at load): the
