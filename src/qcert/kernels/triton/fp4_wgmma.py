@@ -128,7 +128,7 @@ if gluon is not None:
         asm: gl.constexpr = _DECODE_MX if SCALE_KIND == 0 else _DECODE_NV
         h = gl.inline_asm_elementwise(asm, "=h,=h,=h,=h,=h,=h,=h,=h,r,r", [words, scales],
                                       dtype=(gl.bfloat16,) * 8, is_pure=True, pack=1)
-        # pair j = (h[2j], h[2j + 1]) on axis e; pairs 2 jj' + jj on axes (jj, j // 2)
+        # pair j is (h[2j], h[2j + 1]); the joins add axes e, then j % 2, then j // 2
         t = gl.join(gl.join(gl.join(h[0], h[1]), gl.join(h[2], h[3])),
                     gl.join(gl.join(h[4], h[5]), gl.join(h[6], h[7])))
         # [w, h, g, c, grp, ii, e, jj, j // 2] -> rows (w, h, g), k' (grp, ii, j // 2, jj, c, e)
@@ -139,7 +139,8 @@ if gluon is not None:
     def _load_step(w_ptrs, s_ptrs, step, S_STEP: gl.constexpr, SCALE_KIND: gl.constexpr, WARPS: gl.constexpr):
         """One step's words and scale bytes (the weights are read once: evict first)."""
         words = gl.load(w_ptrs + step * 256, eviction_policy="evict_first")  # 16 bytes a row half
-        words = gl.convert_layout(gl.reshape(words, (WARPS, 2, 8, 4, 2, 2)), _words_layout(WARPS), assert_trivial=True)
+        words = gl.convert_layout(gl.reshape(words, (WARPS, 2, 8, 4, 2, 2)), _words_layout(WARPS),
+                                  assert_trivial=True)
         scales = gl.load(s_ptrs + step * S_STEP).to(gl.int32)
         return words, scales
 
@@ -171,8 +172,7 @@ if gluon is not None:
         a_ptrs = a_ptr + m_i * stride_am + first * 64 + (u % 4) * 16 + (u // 16) * 4 + (u // 4) % 4
         staged = gl.allocate_shared_memory(gl.int32, [STEPS, 16, 64], _B_PAIRS)
         for s in gl.static_range(STEPS):  # one step a copy: a multi-step copy does not lower (triton 3.6)
-            _async_load(staged.index(s), a_ptrs + s * 64,
-                                                   mask=(m_i < M) & (first + s < total_steps))
+            _async_load(staged.index(s), a_ptrs + s * 64, mask=(m_i < M) & (first + s < total_steps))
         async_copy.commit_group()
 
         # the program's weights: warp w reads tile pid_n * WARPS + w (clamped into N); lane (g, c) its
@@ -215,8 +215,9 @@ if gluon is not None:
                 w0, s0 = w1, s1
                 w1, s1 = _load_step(w_ptrs, s_ptrs, gl.minimum(step + 2, n_steps - 1), S_STEP, SCALE_KIND, WARPS)
 
-        rows = gl.expand_dims(pid_n * 16 * WARPS + gl.arange(0, 16 * WARPS, layout=gl.SliceLayout(1, _acc_layout(WARPS))), 1)
-        ms = gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(0, _acc_layout(WARPS))), 0)
+        ACC: gl.constexpr = _acc_layout(WARPS)
+        rows = gl.expand_dims(pid_n * 16 * WARPS + gl.arange(0, 16 * WARPS, layout=gl.SliceLayout(1, ACC)), 1)
+        ms = gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(0, ACC)), 0)
         if SPLIT > 1:
             # partials [split, 16, N]; the row block's last program (acq_rel count) sums them in order
             part = part_ptr + ms * N + rows
@@ -224,7 +225,7 @@ if gluon is not None:
             _barrier()  # every thread's partial before the count's release
             done = gl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel")
             if done == SPLIT - 1:
-                acc = gl.zeros([16 * WARPS, 16], gl.float32, _acc_layout(WARPS))
+                acc = gl.zeros([16 * WARPS, 16], gl.float32, ACC)
                 for k in gl.static_range(SPLIT):
                     acc += gl.load(part + k * 16 * N, mask=rows < N, other=0.0, cache_modifier=".cg")
                 gl.atomic_xchg(count_ptr + pid_n, 0)  # ready for the next launch
