@@ -7,8 +7,9 @@
 #   wgmma: bench/wgmma_probe.py: the warpgroup-MMA GEMV's numbers and times against the mma.sync one
 #   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
 #   probe: flashinfer's fp4 quantize on this GPU (bench/flashinfer_fp4_probe.py)
-#   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 (MXFP4, default configs): what
-#        M = 16 spends its time on (pipes, stall reasons per issued instruction, occupancy, L1) next to M = 8
+#   ncu: Nsight Compute on the tile-layout GEMV at M = 8 and 16 and the warpgroup-MMA one at M = 16 (MXFP4,
+#        default configs): what M = 16 spends its time on (pipes, stall reasons per issued instruction,
+#        occupancy, L1) next to M = 8
 #   selftest: qcert selftest --hardware cuda (every mutant, or SELFTEST_ARGS="--mutant ID"; the GPU cases they
 #             name run here)
 #   certify: qcert certify --hardware cuda on a Kimi-K2.5 Quark MXFP4 fixture built here
@@ -55,11 +56,12 @@ for stage in "$@"; do
          metrics+=",sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.per_cycle_active"
          metrics+=",breakdown:l1tex__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__t_sector_hit_rate.pct"
          metrics+=",l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,launch__registers_per_thread"
-         for m in 8 16; do  # the stage's rc below is the last echo's: each M's own rc is on its line
-           timeout "${NCU_S:-90}" ncu --kernel-name regex:fp4_gemv --launch-skip 2 --launch-count 1 \
+         for run in 8 16 16w; do  # 16w: the warpgroup-MMA GEMV; the stage's rc is the last echo's, each run's on its line
+           m=${run%w}; what=--tiled; [ "$run" = 16w ] && what=--wgmma
+           timeout "${NCU_S:-90}" ncu --kernel-name "regex:fp4_(gemv|wgmma)" --launch-skip 2 --launch-count 1 \
              --section SpeedOfLight --section Occupancy --section SchedulerStats --metrics "$metrics" \
-             python3 bench/gemv_profile.py --kind mxfp4 --m "$m" --tiled > "$out/ncu_m$m.txt" 2>&1
-           echo "ncu M=$m: rc $?, $(wc -l < "$out/ncu_m$m.txt") lines in ncu_m$m.txt" | tee -a "$log"
+             python3 bench/gemv_profile.py --kind mxfp4 --m "$m" $what > "$out/ncu_m$run.txt" 2>&1
+           echo "ncu M=$run: rc $?, $(wc -l < "$out/ncu_m$run.txt") lines in ncu_m$run.txt" | tee -a "$log"
          done ;;
   esac
   echo "=== stage $stage: rc ${PIPESTATUS[0]}, $(( $(date +%s) - start )) s" | tee -a "$log"
