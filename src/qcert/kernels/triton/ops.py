@@ -11,9 +11,9 @@ import torch
 import triton  # (ImportError here = triton not installed, reported by the registry)
 
 from ..registry import register_backend
+from . import fp4_wgmma
 from ._launch import available, check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
-from . import fp4_wgmma
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
 from .fp8_gemm import fp8_gemm
 from .moe import mxfp4_moe, nvfp4_moe
@@ -104,7 +104,8 @@ for _op, _fn in (("mxfp4_linear", mxfp4_linear_tiles), ("nvfp4_linear", nvfp4_li
 
 # The same again with 8 < M <= 16 on Hopper's warpgroup MMA (fp4_wgmma): correct, but slower than the
 # mma.sync GEMV on the H100 at the shapes measured (bench/results/h100-triton.md), so run only when
-# asked for (--backend mxfp4_linear=triton_wgmma); the GPU kernel cases check it like the others.
+# asked for (`QCERT_BACKEND_MXFP4_LINEAR=triton_wgmma`, or the engine's `backends=`); the GPU kernel
+# cases check it like the others.
 WGMMA = "triton_wgmma"
 
 
