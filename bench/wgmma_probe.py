@@ -30,6 +30,12 @@ def _mma(kind, x, t, bias=None):
     return fvm.fp4_gemv_mma(x, fvm.as_words(wp), ws, kind_id, g, bias, None, x.dtype, tiled=True)
 
 
+def _fits(cfg, k: int) -> bool:
+    """Whether a config's split leaves every program a step and no more steps than shared memory holds."""
+    steps = k // 128
+    return cfg[0] <= steps and -(-steps // cfg[0]) <= 2 * fw.MAX_STEPS
+
+
 def check(kind: str, shapes, ms=(9, 12, 16)) -> int:
     """Relative error against the reference (fp32 sums) and the mma.sync kernel, every split."""
     bad = 0
@@ -43,8 +49,7 @@ def check(kind: str, shapes, ms=(9, 12, 16)) -> int:
             mma = _mma(kind, x, tiled, bias)
             for cfg in dict.fromkeys([fw.config(m, n, k)] + [(s, 2, 8, 64) for s in (1, 2, 4, 8, 16)]
                                      + [(s, 1, 4, None) for s in (2, 8)]):
-                split = cfg[0]
-                if k // 128 < split or -(-(k // 128) // split) > 2 * fw.MAX_STEPS:
+                if not _fits(cfg, k):
                     continue
                 try:
                     got = _wgmma(kind, x, tiled, cfg, bias)
@@ -79,7 +84,7 @@ def timing(kind: str, shapes, ms=(16, 12, 9)) -> None:
             else:
                 cfgs = [(8, 2, 4, None), (2, 2, 8, 64), (4, 2, 8, 64), (8, 2, 8, 64), (16, 2, 8, 64)]
             for cfg in dict.fromkeys([default] + cfgs):
-                if k // 128 < cfg[0] or -(-(k // 128) // cfg[0]) > 2 * fw.MAX_STEPS:
+                if not _fits(cfg, k):
                     continue
                 times[cfg] = graph_us([lambda t=t, c=cfg: _wgmma(kind, x, t, c) for t in tiles])
             best = min(times, key=times.get)

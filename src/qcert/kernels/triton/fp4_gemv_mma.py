@@ -527,6 +527,14 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
     return w.view(torch.int32)
 
 
+def as_pairs(a: torch.Tensor) -> torch.Tensor:
+    """bf16 activations [M, K] (K even) -> int32 [M, K // 2], each element a pair of columns; copied
+    only when the rows are not 4-byte aligned."""
+    if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
+        a = a.contiguous()
+    return a.view(torch.int32)
+
+
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
                  block_m=None, tiled: bool = False, mapped: bool = False, max_regs: int | None = None):
     """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
@@ -568,9 +576,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     acc = split_k_target(out, (m_rows, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
     grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * rows), blocks)
-    if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
-        a = a.contiguous()
-    a_words = a.view(torch.int32)  # bf16 pairs (K is a multiple of 8)
+    a_words = as_pairs(a)
     dummy = acc
     compiled = _fp4_gemv_mma[grid](
         a_words, a_rows if a_rows is not None else dummy, words, scales, g if g is not None else dummy,

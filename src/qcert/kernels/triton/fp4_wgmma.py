@@ -40,7 +40,7 @@ import triton
 
 from ..layouts import fp4_tiles_fit
 from ._launch import device_facts
-from .fp4_gemv_mma import _tile_decode_ptx
+from .fp4_gemv_mma import _e4m3_bf16_folded, _e8m0_bf16, _tile_decode_ptx, as_pairs
 
 try:  # Gluon is triton's lower-level language (triton >= 3.5); without it this kernel is unavailable
     from triton.experimental import gluon
@@ -111,17 +111,6 @@ if gluon is not None:
             return staged._reinterpret(gl.bfloat16, [STEPS, 16, 128], _B_BF16)
 
     @gluon.jit
-    def _scales_bf16x2(b, SCALE_KIND: gl.constexpr):
-        """Scale bytes (int32) -> bf16x2 (int32) of the scale twice: e8m0 exactly (0 the subnormal
-        2^-127, 255 NaN); e4m3 times 2^117 (the decode then leaves 2^-9, taken back at the end)."""
-        if SCALE_KIND == 0:
-            bits = gl.where(b == 0, 0x40, gl.where(b == 255, 0x7FC0, b << 7))
-        else:
-            v = (b.to(gl.uint8).to(gl.float8e4nv, bitcast=True).to(gl.float32) * 1.6615349947311448e35)
-            bits = v.to(gl.bfloat16).to(gl.int16, bitcast=True).to(gl.int32) & 0xFFFF
-        return bits * 0x10001
-
-    @gluon.jit
     def _operand(words, scales, SCALE_KIND: gl.constexpr, WARPS: gl.constexpr):
         """A step's words [WARPS, 2, 8, 4, 2, 2] and bf16x2 scales (same shape) -> the wgmma A operand
         [16 WARPS rows, 128 k'] bf16 (module docstring: k' = 32i + 16 (j // 2) + 8 (j % 2) + 2c + e)."""
@@ -136,7 +125,7 @@ if gluon is not None:
         return gl.convert_layout(t, gl.DotOperandLayout(0, _acc_layout(WARPS), 2), assert_trivial=True)
 
     @gluon.jit
-    def _load_step(w_ptrs, s_ptrs, step, S_STEP: gl.constexpr, SCALE_KIND: gl.constexpr, WARPS: gl.constexpr):
+    def _load_step(w_ptrs, s_ptrs, step, S_STEP: gl.constexpr, WARPS: gl.constexpr):
         """One step's words and scale bytes (the weights are read once: evict first)."""
         words = gl.load(w_ptrs + step * 256, eviction_policy="evict_first")  # 16 bytes a row half
         words = gl.convert_layout(gl.reshape(words, (WARPS, 2, 8, 4, 2, 2)), _words_layout(WARPS),
@@ -145,14 +134,14 @@ if gluon is not None:
         return words, scales
 
     @gluon.jit
-    def _widen(scales, SCALE_KIND: gl.constexpr, WARPS: gl.constexpr):
-        """Scale bytes (one per lane chunk and row, NVFP4 two) -> bf16x2 per word [WARPS, 2, 8, 4, 2, 2]."""
-        s = _scales_bf16x2(scales, SCALE_KIND)
+    def _widen(scales, words, SCALE_KIND: gl.constexpr):
+        """Scale bytes (one per lane chunk and row, NVFP4 two) -> bf16x2 of the scale per word, words'
+        shape [WARPS, 2, 8, 4, 2, 2] (e8m0 exactly; e4m3 times 2^117, fp4_gemv_mma's helpers)."""
         if SCALE_KIND == 0:
-            s = gl.expand_dims(s, 4)
-        s = gl.expand_dims(s, 5)
-        full = gl.full([WARPS, 2, 8, 4, 2, 2], 0, gl.int32, _words_layout(WARPS))
-        s, full = gl.broadcast(s, full)
+            s = gl.expand_dims(_e8m0_bf16(scales), 4)
+        else:
+            s = _e4m3_bf16_folded(scales)
+        s, words = gl.broadcast(gl.expand_dims(s, 5), words)
         return s
 
     @gluon.jit
@@ -194,8 +183,8 @@ if gluon is not None:
             s_ptrs = (s_ptr + s_tile * tile_scales + first * S_STEP + _along(2, 1, 5, SL) * 2
                       + _along(8, 2, 5, SL) * 16 + _along(4, 3, 5, SL) * 4 + _along(2, 4, 5, SL))
 
-        w0, s0 = _load_step(w_ptrs, s_ptrs, 0, S_STEP, SCALE_KIND, WARPS)
-        w1, s1 = _load_step(w_ptrs, s_ptrs, gl.minimum(1, n_steps - 1), S_STEP, SCALE_KIND, WARPS)
+        w0, s0 = _load_step(w_ptrs, s_ptrs, 0, S_STEP, WARPS)
+        w1, s1 = _load_step(w_ptrs, s_ptrs, gl.minimum(1, n_steps - 1), S_STEP, WARPS)
         async_copy.wait_group(0)
         fence_async_shared()  # the copies are generic-proxy writes; wgmma reads through the async proxy
         _barrier()
@@ -204,16 +193,16 @@ if gluon is not None:
         acc = gl.zeros([16 * WARPS, 16], gl.float32, _acc_layout(WARPS))
         for step in range(n_steps):
             if PREFETCH == 2:  # w1 is the next step's; load the one after
-                w2, s2 = _load_step(w_ptrs, s_ptrs, gl.minimum(step + 2, n_steps - 1), S_STEP, SCALE_KIND, WARPS)
+                w2, s2 = _load_step(w_ptrs, s_ptrs, gl.minimum(step + 2, n_steps - 1), S_STEP, WARPS)
             else:
                 w2, s2 = w1, s1
-            a = _operand(w0, _widen(s0, SCALE_KIND, WARPS), SCALE_KIND, WARPS)
+            a = _operand(w0, _widen(s0, w0, SCALE_KIND), SCALE_KIND, WARPS)
             acc = warpgroup_mma(a, b_smem.index(step).permute((1, 0)), acc)
             if PREFETCH == 2:
                 w0, s0, w1, s1 = w1, s1, w2, s2
             else:
                 w0, s0 = w1, s1
-                w1, s1 = _load_step(w_ptrs, s_ptrs, gl.minimum(step + 2, n_steps - 1), S_STEP, SCALE_KIND, WARPS)
+                w1, s1 = _load_step(w_ptrs, s_ptrs, gl.minimum(step + 2, n_steps - 1), S_STEP, WARPS)
 
         ACC: gl.constexpr = _acc_layout(WARPS)
         rows = gl.expand_dims(pid_n * 16 * WARPS + gl.arange(0, 16 * WARPS, layout=gl.SliceLayout(1, ACC)), 1)
@@ -307,8 +296,7 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     if steps > 2 * MAX_STEPS:
         raise ValueError(f"fp4_wgmma: split {split} leaves {steps} steps a program (shared memory holds "
                          f"{2 * MAX_STEPS})")
-    if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
-        a = a.contiguous()
+    pairs = as_pairs(a)
     c = out if out is not None else torch.empty((m, n), dtype=out_dtype, device=a.device)
     if c.stride(1) != 1:
         raise ValueError(f"fp4_wgmma: out {tuple(c.shape)} needs unit column stride, has {c.stride()}")
@@ -317,8 +305,8 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     counts = _counts(a.device, blocks) if split > 1 else c
     dummy = c
     _fp4_wgmma_kernel[(split, blocks)](
-        a.view(torch.int32), words, scales.view(torch.uint8), g if g is not None else dummy,
-        bias if bias is not None else dummy, c, part, counts, m, n, a.stride(0) // 2,
+        pairs, words, scales.view(torch.uint8), g if g is not None else dummy,
+        bias if bias is not None else dummy, c, part, counts, m, n, pairs.stride(0),
         g.stride(0) if g is not None else 0, c.stride(0), total, 16 * k // 8, 16 * k // (32 if scale_kind == 0 else 16),
         SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, SPLIT=split, STEPS=steps,
         PREFETCH=prefetch, WARPS=warps, num_warps=warps, maxnreg=max_regs)
