@@ -129,8 +129,10 @@ def main(argv=None) -> int:
         const = dict(common, TWO_TILES=a.m > 8, ROWS=rows, K_WARPS=warps, CHUNKS=chunks, GATHER=a.grouped,
                      GROUPED=a.grouped, TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=k_per_split // step,
                      EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
-                     A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)), **aligns)
-        types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
+                     A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)),
+                     SPLIT=triton.cdiv(a.k, k_per_split) > 1, **aligns)
+        del const["ATOMIC"]  # the tensor-core kernel's splits add their partials in-kernel
+        types.update(a_rows_ptr="*i32", blk_e_ptr="*i32", part_ptr="*fp32", count_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
         cap = fvm.register_cap(rows, a.max_regs, a.tiled)
     elif a.m == 1:

@@ -198,6 +198,8 @@ GPU_CASES = {
         ("w4a16-m13-tileable", dict(m=13, n=1024, k=2816, dtype=torch.bfloat16, act_qdq=False, bias=True)),
         ("w4a4-m7-tileable", dict(m=7, n=512, k=1024, dtype=torch.bfloat16, act_qdq=True, bias=False)),
         ("w4a16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.bfloat16, act_qdq=False, bias=False)),
+        # few rows, long K: the tensor-core GEMV splits K over programs (fp4_gemv_mma.config)
+        ("w4a16-m16-split-tileable", dict(m=16, n=512, k=4096, dtype=torch.bfloat16, act_qdq=False, bias=True)),
     ]),
     "nvfp4_linear": (nvfp4_linear_inputs, [
         ("w4a16", dict(m=9, n=1001, k=2048, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
@@ -211,6 +213,8 @@ GPU_CASES = {
                                   input_scale=True, bias=False)),
         ("w4a16-m64-tileable", dict(m=64, n=512, k=512, dtype=torch.bfloat16, per_row_scale_2=True,
                                     input_scale=False, bias=False)),
+        ("w4a16-m12-split-tileable", dict(m=12, n=256, k=4096, dtype=torch.bfloat16, per_row_scale_2=True,
+                                          input_scale=False, bias=True)),
     ]),
     "fp8_linear": (fp8_linear_inputs, [
         ("w8a16-tensor", dict(m=5, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="tensor", input_scale=False, bias=True)),

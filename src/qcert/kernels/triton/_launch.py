@@ -171,3 +171,20 @@ def split_k_result(acc: torch.Tensor, out: torch.Tensor | None, dtype: torch.dty
     if acc is out or (out is None and acc.dtype == dtype):
         return acc
     return round_into(check_out(out, tuple(acc.shape), dtype, acc.device, what), acc)
+
+
+_COUNTS: dict[tuple[torch.device, int], torch.Tensor] = {}
+
+
+def split_counts(device: torch.device, blocks: int) -> torch.Tensor:
+    """Zeroed int32 counters, one per row block, for the GEMVs whose K splits' last program adds the
+    partials (it counts the splits in, then resets its counter for the next launch). One set per
+    device and stream, shared by those launches: on a stream they run one after another."""
+    key = (torch.device(device), torch.cuda.current_stream(device).cuda_stream)
+    have = _COUNTS.get(key)
+    if have is not None and have.numel() >= blocks:
+        return have
+    fresh = torch.zeros(max(blocks, 1024), dtype=torch.int32, device=device)
+    if not torch.cuda.is_current_stream_capturing():  # a graph's memory is not ours to keep
+        _COUNTS[key] = fresh
+    return fresh

@@ -23,9 +23,12 @@ columns as loaded: no permute.)
 
 Work split: a program owns ROWS (1 or 2) 16-row tiles, every warp working on all of them so that
 A's fragments are loaded once for both (M > 8, where those loads fill L1), and K_WARPS warps that
-take turns over K in 128-column steps and add their sums up through shared memory at the end. The
-GEMV is then one kernel; K split over programs as well (for shapes with few rows) adds into a
-zeroed fp32 buffer and takes a conversion kernel after. The weights are loaded evict-first.
+take turns over K in 128-column steps and add their sums up through shared memory at the end. K
+split over programs as well (for shapes with few rows): each program writes its fp32 partial sums,
+counts itself in (an acq_rel atomic on its row block's counter), and the last one adds the
+partials in split order, writes C and resets the counter (_launch.split_counts). So the GEMV is
+one kernel at every split (no zeroing or conversion kernels), and its sums are the same every run.
+The weights are loaded evict-first.
 
 Tile layout (tiled=True, layouts.fp4_tiles): the same lanes and steps, but each warp step's weights
 are one 1 KB block (the lane's 16 bytes at 16 * lane in each half) and the lane's scale bytes of
@@ -57,7 +60,7 @@ import triton.language as tl
 
 from ..layouts import TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
 from . import _helpers as h
-from ._launch import device_facts, row_align, split_k_result, split_k_target
+from ._launch import check_out, device_facts, row_align, split_counts
 
 
 def _scale_ptx(out: list[str], bias: bool, scale: str = "$5", halves: bool = False) -> str:
@@ -173,33 +176,21 @@ def _split4(x):
 
 
 @triton.jit
-def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi,
-                ATOMIC: tl.constexpr):
+def _store_tile(c_ptr, d0, d1, d2, d3, row_lo, m0, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi):
     """d0/d1: (row_lo, m0, m0 + 1); d2/d3: (row_lo + 8, m0, m0 + 1); scaled, biased, stored masked."""
     for j in tl.static_range(4):
         d = d0 if j == 0 else (d1 if j == 1 else (d2 if j == 2 else d3))
         row = row_lo if j < 2 else row_lo + 8
         m = m0 + (j % 2)
         v = d * (scale_lo if j < 2 else scale_hi) + (bias_lo if j < 2 else bias_hi)
-        ptrs = c_ptr + m * stride_cm + row
-        mask = (m < M) & (row < N)
-        if ATOMIC:
-            tl.atomic_add(ptrs, v, mask=mask, sem="relaxed")  # no fences (_launch.split_k_target)
-        else:
-            tl.store(ptrs, v.to(c_ptr.dtype.element_ty), mask=mask)
+        tl.store(c_ptr + m * stride_cm + row, v.to(c_ptr.dtype.element_ty), mask=(m < M) & (row < N))
 
 
 @triton.jit
-def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, row_lo, pid_k, M, N, stride_g,
-              stride_cm, c, SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
-              ATOMIC: tl.constexpr, TWO_TILES: tl.constexpr, K_WARPS: tl.constexpr):
-    """One 16-row tile's accumulators, summed over the K warps (lane l of the sums: rows row_lo[l]
-    and row_lo[l] + 8) -> C (times g and NVFP4's 2^9, plus the bias on split 0)."""
-    acc0, acc1, acc2, acc3 = (_sum_k_warps(acc0, K_WARPS), _sum_k_warps(acc1, K_WARPS),
-                              _sum_k_warps(acc2, K_WARPS), _sum_k_warps(acc3, K_WARPS))
-    if TWO_TILES:
-        acc4, acc5, acc6, acc7 = (_sum_k_warps(acc4, K_WARPS), _sum_k_warps(acc5, K_WARPS),
-                                  _sum_k_warps(acc6, K_WARPS), _sum_k_warps(acc7, K_WARPS))
+def _epilogue(c_ptr, g_ptr, bias_ptr, t0, t1, row_lo, M, N, stride_g, stride_cm, c, SCALE_KIND: tl.constexpr,
+              HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, TWO_TILES: tl.constexpr):
+    """One 16-row tile's sums, [32, 4] per n8 tile (lane l: rows row_lo[l] and row_lo[l] + 8) -> C
+    (times g and NVFP4's 2^9, plus the bias)."""
     r_lo = tl.minimum(row_lo, N - 1).to(tl.int64)  # clamped for the loads
     r_hi = tl.minimum(row_lo + 8, N - 1).to(tl.int64)
     unfold = 1.0 if SCALE_KIND == 0 else 512.0  # NVFP4's scales carried 2^-9
@@ -211,20 +202,39 @@ def _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, 
     bias_lo = tl.full(row_lo.shape, 0.0, tl.float32)
     bias_hi = bias_lo
     if HAS_BIAS:
-        first = tl.where(pid_k == 0, 1.0, 0.0)
-        bias_lo = first * tl.load(bias_ptr + r_lo).to(tl.float32)
-        bias_hi = first * tl.load(bias_ptr + r_hi).to(tl.float32)
-    _store_tile(c_ptr, acc0, acc1, acc2, acc3, row_lo, c * 2, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi,
-                ATOMIC)
+        bias_lo = tl.load(bias_ptr + r_lo).to(tl.float32)
+        bias_hi = tl.load(bias_ptr + r_hi).to(tl.float32)
+    d0, d1, d2, d3 = _split4(t0)
+    _store_tile(c_ptr, d0, d1, d2, d3, row_lo, c * 2, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi)
     if TWO_TILES:
-        _store_tile(c_ptr, acc4, acc5, acc6, acc7, row_lo, c * 2 + 8, M, N, stride_cm, scale_lo, scale_hi, bias_lo,
-                    bias_hi, ATOMIC)
+        d0, d1, d2, d3 = _split4(t1)
+        _store_tile(c_ptr, d0, d1, d2, d3, row_lo, c * 2 + 8, M, N, stride_cm, scale_lo, scale_hi, bias_lo, bias_hi)
+
+
+@triton.jit
+def _join4(x0, x1, x2, x3):
+    """_split4's inverse: 4 [32W] tensors -> [32W, 4] (register renames)."""
+    return tl.reshape(tl.join(tl.join(x0, x2), tl.join(x1, x3)), (x0.shape[0], 4))
+
+
+@triton.jit
+def _partial(part_ptr, k, acc, row_lo, m0, N, LOAD: tl.constexpr):
+    """An n8 tile's sums [32, 4] (lane l: rows row_lo[l], + 8 x columns m0[l], + 1, _split4's order)
+    into split k's partials [16, N] fp32; LOAD: split k's partials added to them instead (from L2)."""
+    j = tl.arange(0, 4)[None, :]
+    row = row_lo[:, None] + 8 * (j // 2)
+    ptrs = part_ptr + k * 16 * N + (m0[:, None] + j % 2) * N + row
+    if LOAD:
+        return acc + tl.load(ptrs, mask=row < N, other=0.0, cache_modifier=".cg")
+    tl.store(ptrs, acc, mask=row < N)
+    return acc
 
 
 @triton.jit
 def _sum_k_warps(acc, K_WARPS: tl.constexpr):
-    """[32 * K_WARPS] per-thread sums -> [32], lane l the sum over the warps' lane l (through shared memory)."""
-    return tl.sum(tl.reshape(acc, (K_WARPS, 32)), axis=0)
+    """[32 * K_WARPS, 4] per-thread sums -> [32, 4], lane l the sum over the warps' lane l (through
+    shared memory)."""
+    return tl.sum(tl.reshape(acc, (K_WARPS, 32, 4)), axis=0)
 
 
 @triton.jit
@@ -288,13 +298,13 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
 
 @triton.jit
 def _fp4_gemv_mma(
-    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr,
+    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr, part_ptr, count_ptr,
     M, N, K, words_per_split,
     stride_am, stride_we, stride_wn, stride_se, stride_sn, stride_ge, stride_g, stride_cm,
-    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr,
     EVEN_K: tl.constexpr, LANE_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
     CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
-    MAPPED: tl.constexpr, A_ALIGN: tl.constexpr, W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
+    MAPPED: tl.constexpr, A_ALIGN: tl.constexpr, W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr, SPLIT: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
@@ -386,13 +396,54 @@ def _fp4_gemv_mma(
                     x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
                     SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED)
 
+    # the tiles' sums over the K warps: [32, 4] per n8 tile, lane l rows row + l // 4 (and + 8)
     lane = tl.arange(0, 32)
-    _epilogue(c_ptr, g_ptr, bias_ptr, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, pid_n * (16 * ROWS) + lane // 4,
-              pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G, HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
+    c_l = lane % 4
+    row = pid_n * (16 * ROWS) + lane // 4
+    a0 = _sum_k_warps(_join4(acc0, acc1, acc2, acc3), K_WARPS)
+    a1 = _sum_k_warps(_join4(acc4, acc5, acc6, acc7), K_WARPS) if TWO_TILES else a0
+    b0, b1 = a0, a1
     if ROWS == 2:
-        _epilogue(c_ptr, g_ptr, bias_ptr, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
-                  pid_n * (16 * ROWS) + 16 + lane // 4, pid_k, M, N, stride_g, stride_cm, lane % 4, SCALE_KIND, HAS_G,
-                  HAS_BIAS, ATOMIC, TWO_TILES, K_WARPS)
+        b0 = _sum_k_warps(_join4(bcc0, bcc1, bcc2, bcc3), K_WARPS)
+        b1 = _sum_k_warps(_join4(bcc4, bcc5, bcc6, bcc7), K_WARPS) if TWO_TILES else b0
+    if SPLIT:  # K split over programs: partials, and the row block's last program adds them in split order
+        _partials(part_ptr, pid_k, a0, a1, b0, b1, row, c_l, N, False, TWO_TILES, ROWS)
+        tl.debug_barrier()  # every thread's partials before the count's release
+        done = tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel")
+        if done == tl.num_programs(0) - 1:
+            a0, a1, b0, b1 = tl.zeros_like(a0), tl.zeros_like(a1), tl.zeros_like(b0), tl.zeros_like(b1)
+            for k in range(tl.num_programs(0)):
+                a0, a1, b0, b1 = _partials(part_ptr, k, a0, a1, b0, b1, row, c_l, N, True, TWO_TILES, ROWS)
+            tl.atomic_xchg(count_ptr + pid_n, 0, sem="relaxed")  # ready for the next launch
+            _finish(c_ptr, g_ptr, bias_ptr, a0, a1, b0, b1, row, M, N, stride_g, stride_cm, c_l, SCALE_KIND, HAS_G,
+                    HAS_BIAS, TWO_TILES, ROWS)
+    else:
+        _finish(c_ptr, g_ptr, bias_ptr, a0, a1, b0, b1, row, M, N, stride_g, stride_cm, c_l, SCALE_KIND, HAS_G,
+                HAS_BIAS, TWO_TILES, ROWS)
+
+
+@triton.jit
+def _partials(part_ptr, k, a0, a1, b0, b1, row, c, N, LOAD: tl.constexpr, TWO_TILES: tl.constexpr,
+              ROWS: tl.constexpr):
+    """The program's sums to split k's partials, or (LOAD) split k's partials added to them."""
+    a0 = _partial(part_ptr, k, a0, row, c * 2, N, LOAD)
+    if TWO_TILES:
+        a1 = _partial(part_ptr, k, a1, row, c * 2 + 8, N, LOAD)
+    if ROWS == 2:
+        b0 = _partial(part_ptr, k, b0, row + 16, c * 2, N, LOAD)
+        if TWO_TILES:
+            b1 = _partial(part_ptr, k, b1, row + 16, c * 2 + 8, N, LOAD)
+    return a0, a1, b0, b1
+
+
+@triton.jit
+def _finish(c_ptr, g_ptr, bias_ptr, a0, a1, b0, b1, row, M, N, stride_g, stride_cm, c, SCALE_KIND: tl.constexpr,
+            HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr):
+    """The program's tiles' epilogues."""
+    _epilogue(c_ptr, g_ptr, bias_ptr, a0, a1, row, M, N, stride_g, stride_cm, c, SCALE_KIND, HAS_G, HAS_BIAS, TWO_TILES)
+    if ROWS == 2:
+        _epilogue(c_ptr, g_ptr, bias_ptr, b0, b1, row + 16, M, N, stride_g, stride_cm, c, SCALE_KIND, HAS_G, HAS_BIAS,
+                  TWO_TILES)
 
 
 @triton.jit
@@ -480,16 +531,18 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     n8 tiles, whose activation loads fill L1) two tiles sharing A's fragments (with the word map,
     2 chunks per step lost 0.5-0.8 us to 1 at M = 16). K is split over the program's warps until
     the SMs hold about 32 warps each (16 with two tiles, whose 96 registers fit two 8-warp programs
-    an SM). Splitting K over programs as well costs two more kernels (zeroing and conversion, ~5 us
-    in a graph): at M <= 8 it lost at every shape measured (N = 256-4096, K = 7168-8192); with two
-    tiles, where 8 warps do not fill the SMs, 4-warp programs split up to 8 ways won (N = 256-4096:
-    1.1-1.6x over the 8- and 16-warp programs). But where two tiles leave each warp fewer than 4
-    steps (short K), the end-of-program sum over the warps' 16 accumulators costs more than sharing
-    A's fragments saves, and a split more still: one tile a program, half the warps, no split
-    (K = 1536-3072, N = 4096-8192, M = 10-16). With long K the shared fragments win (19.3 against
-    23.4 us at N = K = 8192). Grouped (the decode MoE, many blocks already): 4
-    warps over K, one split, the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32,
-    H = I = 2880; 327 us at T = 16 against 367 with 1 warp)."""
+    an SM). Splitting K over programs as well lost at M <= 8 at every shape measured (N = 256-4096,
+    K = 7168-8192, when splits added into a zeroed buffer; N = 1024-4096, K = 8192, 1.05-3x slower,
+    with the last program adding the partials). With two tiles, where 8 warps do not fill the SMs,
+    4-warp programs split up to 4 ways win: 1.1-1.6x over 8 and 16 warps (N = 256-4096), and split 4
+    beat 8 by 1.0-1.15x once the partials were added in-kernel (N = 1024-4096, K = 8192: one program
+    adding 8 partials takes longer than the extra programs save). But where two tiles leave each
+    warp fewer than 4 steps (short K), the end-of-program sum over the warps' 16 accumulators costs
+    more than sharing A's fragments saves, and a split more still: one tile a program, half the
+    warps, no split (K = 1536-3072, N = 4096-8192, M = 10-16). With long K the shared fragments win
+    (19.3 against 23.4 us at N = K = 8192). Grouped (the decode MoE, many blocks already): 4 warps
+    over K, one split, the best of 1 to 8 warps for the MXFP4 MoE at T = 1, 4, 16 (E = 32, H = I =
+    2880; 327 us at T = 16 against 367 with 1 warp)."""
     if grouped:
         return 1, 4 if k > 384 else (2 if k > 128 else 1), 1, 1
     rows, per_sm, max_warps = (1, 32, 16) if m <= 8 else (2, 16, 8)
@@ -501,7 +554,7 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
         rows, k_warps = 1, max(1, k_warps // 2)
     elif rows == 2 and blocks * k_warps * 2 <= want:  # 8 warps short of filling the SMs
         k_warps = min(k_warps, 4)
-        while split < 8 and blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
+        while split < 4 and blocks * k_warps * split * 2 <= want and steps >= k_warps * split * 2:
             split *= 2
     return rows, k_warps, 1, split
 
@@ -573,20 +626,27 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     if rows not in (1, 2) or k_warps not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"fp4_gemv_mma: cfg {cfg}: rows must be 1 or 2 and k_warps a power of two <= 32")
     step = 128 * chunks * k_warps  # columns a program's warps take per loop iteration
-    acc = split_k_target(out, (m_rows, n), out_dtype, a.device, "fp4_gemv", split)
     k_per_split = triton.cdiv(triton.cdiv(k, split), step) * step
     grid = (triton.cdiv(k, k_per_split), triton.cdiv(n, 16 * rows), blocks)
+    if grouped and grid[0] > 1:
+        raise ValueError(f"fp4_gemv_mma: cfg {cfg}: a grouped (MoE) launch takes no K split over programs")
+    c = check_out(out, (m_rows, n), out_dtype, a.device, "fp4_gemv_mma")
+    part, counts = c, c
+    if grid[0] > 1:  # each split's partials [16, N], added by the row block's last program
+        part = torch.empty((grid[0], 16, n), dtype=torch.float32, device=a.device)
+        counts = split_counts(a.device, grid[1])
     a_words = as_pairs(a)
-    dummy = acc
+    dummy = c
     compiled = _fp4_gemv_mma[grid](
         a_words, a_rows if a_rows is not None else dummy, words, scales, g if g is not None else dummy,
-        block_expert if grouped else dummy, bias if bias is not None else dummy, acc, m, n, k, k_per_split // 8,
+        block_expert if grouped else dummy, bias if bias is not None else dummy, c, part, counts, m, n, k,
+        k_per_split // 8,
         a_words.stride(0), stride_we, words.stride(-2), stride_se, scales.stride(-2), stride_ge, stride_g,
-        acc.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
+        c.stride(0), SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None,
         EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps,
         CHUNKS=chunks, ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled,
         MAPPED=tiled or mapped, A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales),
-        num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
+        SPLIT=grid[0] > 1, num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
-    return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
+    return c

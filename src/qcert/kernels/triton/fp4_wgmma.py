@@ -23,8 +23,8 @@ never stored), STEPS 128-column steps of one K split. It copies all its activati
 first (zero past M and K), loads weights two steps ahead of the decode (PREFETCH = 2; 1: one), and runs
 one k128 MMA (8 wgmma) a step. K split over programs: each writes its fp32 partial, and the last program
 of a row block (an atomic count, which it resets for the next launch) adds the partials in split order
-and writes C: no zeroing or conversion kernels, the same sums every run. The counters assume one
-stream at a time per device.
+and writes C: no zeroing or conversion kernels, the same sums every run (as fp4_gemv_mma's splits;
+the counters: _launch.split_counts, one set per device and stream).
 
 On the H100 this is correct and slower than fp4_gemv_mma (0.79-1.00x, 20.1 against 19.2 us at N = K =
 8192, M = 16), so the engine runs it only when asked for (backend triton_wgmma).
@@ -39,7 +39,7 @@ import torch
 import triton
 
 from ..layouts import fp4_tiles_fit
-from ._launch import device_facts
+from ._launch import device_facts, split_counts
 from .fp4_gemv_mma import _e4m3_bf16_folded, _e8m0_bf16, _tile_decode_ptx, as_pairs
 
 try:  # Gluon is triton's lower-level language (triton >= 3.5); without it this kernel is unavailable
@@ -260,20 +260,6 @@ def config(m: int, n: int, k: int, sms: int = 132) -> tuple[int, int, int, int |
     return split, 2, 8, None
 
 
-_COUNTS: dict[torch.device, torch.Tensor] = {}
-
-
-def _counts(device: torch.device, blocks: int) -> torch.Tensor:
-    """Zeroed int32 counters, one per row block, reset by the kernel itself after each use."""
-    have = _COUNTS.get(device)
-    if have is not None and have.numel() >= blocks:
-        return have
-    fresh = torch.zeros(max(blocks, 1024), dtype=torch.int32, device=device)
-    if not torch.cuda.is_current_stream_capturing():  # a graph's memory is not ours to keep
-        _COUNTS[device] = fresh
-    return fresh
-
-
 def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     """A [M, K] bf16 (8 < M <= 16) x words [N, K // 8] int32 and scales [N, K // G] uint8 in
     layouts.fp4_tiles (N % 16 == 0, K % 128 == 0; g [N] fp32 or None) -> C [M, N] in out_dtype (or
@@ -302,7 +288,7 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
         raise ValueError(f"fp4_wgmma: out {tuple(c.shape)} needs unit column stride, has {c.stride()}")
     blocks = triton.cdiv(n, 16 * warps)
     part = torch.empty((split, 16, n), dtype=torch.float32, device=a.device) if split > 1 else c
-    counts = _counts(a.device, blocks) if split > 1 else c
+    counts = split_counts(a.device, blocks) if split > 1 else c
     dummy = c
     _fp4_wgmma_kernel[(split, blocks)](
         pairs, words, scales.view(torch.uint8), g if g is not None else dummy,
