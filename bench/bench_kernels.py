@@ -158,7 +158,7 @@ def _rel(a, b) -> float:
 
 
 # tensor-core kernel (fp4_gemv_mma): (rows, k_warps, chunks per step, split_k); (1, 1, c, s) is the
-# third session's work split (K split over programs only: a zeroed fp32 buffer and a conversion kernel)
+# third session's work split (K split over programs only; its partials now added in-kernel)
 GEMV_CFGS = [(1, 8, 1, 1), (1, 8, 2, 1), (1, 4, 2, 1), (1, 16, 1, 1), (2, 8, 1, 1), (2, 8, 2, 1), (2, 4, 2, 1),
              (2, 16, 1, 1), (1, 1, 2, 8), (1, 1, 4, 4)]
 # register caps tried at M = 16 besides the default (96 with two tiles): none (0), 128 and 80 (8-warp
