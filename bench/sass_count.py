@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     if a.gemm:
         return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
-    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False, ATOMIC=False)
+    common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False)
     row_div16, aligns = _rows(a.k, kind, True)  # both GEMV kernels read W as int32 words
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
              "stride_se"] + row_div16
@@ -131,14 +131,13 @@ def main(argv=None) -> int:
                      EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
                      A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)),
                      SPLIT=triton.cdiv(a.k, k_per_split) > 1, **aligns)
-        del const["ATOMIC"]  # the tensor-core kernel's splits add their partials in-kernel
         types.update(a_rows_ptr="*i32", blk_e_ptr="*i32", part_ptr="*fp32", count_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
         cap = fvm.register_cap(rows, a.max_regs, a.tiled)
     elif a.m == 1:
         bn, bk, _split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
-        const = dict(common, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
+        const = dict(common, ATOMIC=False, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
                      EVEN_K=a.k % bk == 0)
         weights = bn * bk / (32 * warps)
         cap = None

@@ -215,6 +215,18 @@ def test_fp4_wgmma_matches_reference_and_mma_kernel(kind, m, n, k, cfg):
     assert torch.equal(got, fw.fp4_wgmma(x, fvm.as_words(tw), ts, kind_id, g, bias, None, torch.float32, cfg))
 
 
+def test_fp4_wgmma_refuses_an_output_of_another_shape():
+    """A wrong out= is a clear error before any launch (the kernel would write past it)."""
+    from qcert.kernels.triton import fp4_gemv_mma as fvm
+    from qcert.kernels.triton import fp4_wgmma as fw
+
+    words, scales = torch.zeros(16, 16, dtype=torch.int32), torch.zeros(16, 4, dtype=torch.uint8)
+    a = torch.zeros(12, 128, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"fp4_wgmma: out= must be \(12, 16\)"):
+        fw.fp4_wgmma(a, fvm.as_words(words), scales, fv.E8M0, None, None, torch.empty(12, 15, dtype=torch.bfloat16),
+                     torch.bfloat16, (1, 2, 4, None))
+
+
 def test_tile_layout_refuses_shapes_it_cannot_hold():
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm

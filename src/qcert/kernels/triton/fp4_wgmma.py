@@ -39,7 +39,7 @@ import torch
 import triton
 
 from ..layouts import fp4_tiles_fit
-from ._launch import device_facts, split_counts
+from ._launch import check_out, device_facts, split_counts
 from .fp4_gemv_mma import _e4m3_bf16_folded, _e8m0_bf16, _tile_decode_ptx, as_pairs
 
 try:  # Gluon is triton's lower-level language (triton >= 3.5); without it this kernel is unavailable
@@ -263,7 +263,7 @@ def config(m: int, n: int, k: int, sms: int = 132) -> tuple[int, int, int, int |
 def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     """A [M, K] bf16 (8 < M <= 16) x words [N, K // 8] int32 and scales [N, K // G] uint8 in
     layouts.fp4_tiles (N % 16 == 0, K % 128 == 0; g [N] fp32 or None) -> C [M, N] in out_dtype (or
-    into `out`, [M, N] with unit column stride). cfg: (split, prefetch, warps (4 or 8: 16 rows each),
+    into `out`, [M, N] contiguous). cfg: (split, prefetch, warps (4 or 8: 16 rows each),
     max_regs (None: no cap))."""
     m, k = a.shape
     n = words.shape[0]
@@ -283,9 +283,7 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
         raise ValueError(f"fp4_wgmma: split {split} leaves {steps} steps a program (shared memory holds "
                          f"{2 * MAX_STEPS})")
     pairs = as_pairs(a)
-    c = out if out is not None else torch.empty((m, n), dtype=out_dtype, device=a.device)
-    if c.stride(1) != 1:
-        raise ValueError(f"fp4_wgmma: out {tuple(c.shape)} needs unit column stride, has {c.stride()}")
+    c = check_out(out, (m, n), out_dtype, a.device, "fp4_wgmma")
     blocks = triton.cdiv(n, 16 * warps)
     part = torch.empty((split, 16, n), dtype=torch.float32, device=a.device) if split > 1 else c
     counts = split_counts(a.device, blocks) if split > 1 else c
