@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     if a.gemm:
         return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
-    types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16"}
+    types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16",
+             "part_ptr": "*fp32", "count_ptr": "*i32"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False)
     row_div16, aligns = _rows(a.k, kind, True)  # both GEMV kernels read W as int32 words
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
@@ -130,15 +131,16 @@ def main(argv=None) -> int:
                      GROUPED=a.grouped, TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=k_per_split // step,
                      EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
                      A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)),
-                     SPLIT=triton.cdiv(a.k, k_per_split) > 1, **aligns)
-        types.update(a_rows_ptr="*i32", blk_e_ptr="*i32", part_ptr="*fp32", count_ptr="*i32")
+                     SPLIT=triton.cdiv(a.k, k_per_split), **aligns)
+        types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
         cap = fvm.register_cap(rows, a.max_regs, a.tiled)
     elif a.m == 1:
-        bn, bk, _split, warps, stages = a.cfg
+        bn, bk, split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel
-        const = dict(common, ATOMIC=False, BLOCK_N=bn, BLOCK_K=bk, ITERS=triton.cdiv(a.k, bk), stride_ak=1,
-                     EVEN_K=a.k % bk == 0)
+        k_per_split = triton.cdiv(triton.cdiv(a.k, split), bk) * bk
+        const = dict(common, SPLITS=triton.cdiv(a.k, k_per_split), BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk,
+                     stride_ak=1, EVEN_K=a.k % k_per_split == 0)
         weights = bn * bk / (32 * warps)
         cap = None
     else:
@@ -173,9 +175,10 @@ def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, sta
     k = 8192 if tiled else 2880
     row_div16, aligns = _rows(k, kind, tiled or words)
     types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
-             "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32"}
+             "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32", "part_ptr": "*fp32",
+             "count_ptr": "*i32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
-                 ATOMIC=False, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
+                 SPLITS=1, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
                  WORDS=words, stride_ak=1, **aligns)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
              "stride_we", "stride_se", "stride_cm", "K", "N"] + row_div16

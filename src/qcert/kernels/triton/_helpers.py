@@ -142,3 +142,31 @@ def f32_to_e4m3_bits(q):
     byte = tl.where(a >= 0.015625, byte_n, byte_s)
     byte = tl.where(q < 0, byte | 128, byte)
     return tl.where(q != q, 127, byte)
+
+
+def split_last(count_ptr, SPLITS: tl.constexpr):
+    """K split over SPLITS programs, after this one stored its partial sums: count it in on its tile's
+    counter and say whether it came last (then it alone adds the partials, and it resets the counter
+    for the next launch on the stream: _launch.split_counts). The barrier puts every thread's
+    partials before the count's release; acq_rel gives the last program everyone's (read from L2)."""
+    tl.debug_barrier()
+    last = tl.atomic_add(count_ptr, 1, sem="acq_rel") == SPLITS - 1
+    if last:
+        tl.atomic_xchg(count_ptr, 0, sem="relaxed")
+    return last
+
+
+def split_sum(acc, part_ptrs, part_stride, mask, pid_k, count_ptr, SPLITS: tl.constexpr, SPLIT_LAST: tl.constexpr):
+    """Split pid_k's fp32 sums `acc` (elements under `mask`) -> (the sum over the SPLITS splits, added
+    in split order, so every run gives the same bits; `mask` where this program is the tile's last,
+    which alone holds that sum and stores C, else all false). part_ptrs: split 0's partial of each
+    element, split k's at k * part_stride on. (tl.where, not `mask & last`: the interpreter's `&` of a
+    scalar and a tensor gives int32, which a store refuses as a mask.)"""
+    tl.store(part_ptrs + pid_k * part_stride, acc, mask=mask)
+    last = SPLIT_LAST(count_ptr, SPLITS)
+    total = acc
+    if last:
+        total = tl.load(part_ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+        for k in range(1, SPLITS):
+            total += tl.load(part_ptrs + k * part_stride, mask=mask, other=0.0, cache_modifier=".cg")
+    return total, tl.where(last, mask, False)

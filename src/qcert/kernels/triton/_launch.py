@@ -154,25 +154,6 @@ def round_into(out: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def split_k_target(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str,
-                   split: int) -> torch.Tensor:
-    """What the kernel writes: the caller's (or a fresh) output or its store_buffer, or with split
-    K > 1 a zeroed fp32 buffer the splits add into (finish with split_k_result). The kernels add
-    with relaxed atomics: only the next kernel reads the sums, and the launch boundary orders them.
-    Triton's default (acq_rel) fences every add and invalidates L1 (MEMBAR.GPU, CCTL.IVALL on
-    sm_90): split-K GEMVs took 1.13-1.77x as long on the H100 (bench/results/h100-triton.md)."""
-    if split > 1:
-        return torch.zeros(shape, dtype=torch.float32, device=device)
-    return store_buffer(check_out(out, shape, dtype, device, what))
-
-
-def split_k_result(acc: torch.Tensor, out: torch.Tensor | None, dtype: torch.dtype, what: str, split: int) -> torch.Tensor:
-    """The result of a split_k_target launch, in `dtype` (written into `out` when given)."""
-    if acc is out or (out is None and acc.dtype == dtype):
-        return acc
-    return round_into(check_out(out, tuple(acc.shape), dtype, acc.device, what), acc)
-
-
 _COUNTS: dict[tuple[torch.device, int], torch.Tensor] = {}
 
 
@@ -180,11 +161,23 @@ def split_counts(device: torch.device, blocks: int) -> torch.Tensor:
     """Zeroed int32 counters, one per row block, for the GEMVs whose K splits' last program adds the
     partials (it counts the splits in, then resets its counter for the next launch). One set per
     device and stream, shared by those launches: on a stream they run one after another."""
-    key = (torch.device(device), torch.cuda.current_stream(device).cuda_stream)
+    device = torch.device(device)
+    gpu = device.type == "cuda"
+    key = (device, torch.cuda.current_stream(device).cuda_stream if gpu else 0)
     have = _COUNTS.get(key)
     if have is not None and have.numel() >= blocks:
         return have
     fresh = torch.zeros(max(blocks, 1024), dtype=torch.int32, device=device)
-    if not torch.cuda.is_current_stream_capturing():  # a graph's memory is not ours to keep
+    if not (gpu and torch.cuda.is_current_stream_capturing()):  # a graph's memory is not ours to keep
         _COUNTS[key] = fresh
     return fresh
+
+
+def split_buffers(split: int, shape: tuple[int, ...], tiles: int, device, dummy: torch.Tensor):
+    """(partials, counters) for a launch that splits K over `split` programs per output tile: each
+    split's fp32 partial sums [split, *shape], added in split order by the tile's last program
+    (_helpers.split_sum), and the tiles' counters (split_counts). Without a split, `dummy` for both
+    (the kernel never touches them)."""
+    if split <= 1:
+        return dummy, dummy
+    return torch.empty((split, *shape), dtype=torch.float32, device=device), split_counts(device, tiles)

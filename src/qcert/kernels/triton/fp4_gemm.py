@@ -12,7 +12,8 @@ is read in plain [BLOCK_M, BLOCK_K] tiles and each step is one dot. (Splitting A
 odd columns instead, two dots per step, sent both halves through shared memory: with triton 3.6
 for sm_90 at the prefill MoE's 64x128x64 tiles, 35 barriers per step; joined, 5. bench/sass_count.py
 --gemm, docs/kernels.md.)
-Split-K (grid axis 2) accumulates with fp32 atomics into a zeroed fp32 buffer.
+Split-K (grid axis 2): each split stores its fp32 partials and the tile's last program adds them in
+split order and stores C (_helpers.split_sum): one kernel, the same bits every run.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import triton.language as tl
 from ..layouts import fp4_tiles_fit
 from . import _helpers as h
 from . import fp4_gemv, fp4_gemv_mma, fp4_wgmma
-from ._launch import dot_in_fp32, kernel, row_align, split_k_result, split_k_target
+from ._launch import check_out, dot_in_fp32, kernel, round_into, row_align, split_buffers, store_buffer
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
 
 
 def _fp4_gemm(
-    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr,
+    a_ptr, a_rows_ptr, w_ptr, s_ptr, g_ptr, blk_e_ptr, bias_ptr, c_ptr, part_ptr, count_ptr,
     M, N, K, k_per_split,
     stride_am, stride_ak,
     stride_we, stride_wn,
@@ -39,10 +40,10 @@ def _fp4_gemm(
     stride_ge,
     stride_cm,
     SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
-    HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr, DOT_F32: tl.constexpr,
+    HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr, DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
-    E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr,
+    E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
     W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
     # row strides rewritten as multiples of their alignment: same values, seen by the compiler (_launch.row_align)
@@ -120,29 +121,28 @@ def _fp4_gemm(
             else:
                 acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
 
+    c_mask = (offs_m < M)[:, None] & n_ok[None, :]
+    if SPLITS > 1:  # the tile's last program adds the partials [SPLITS, M, N] and stores C
+        acc, c_mask = SPLIT_SUM(acc, part_ptr + offs_m.to(tl.int64)[:, None] * N + offs_n[None, :], M * N, c_mask,
+                                pid_k, count_ptr + pid_m * tl.num_programs(0) + pid_n, SPLITS, SPLIT_LAST)
     if HAS_G:
         g = tl.load(g_ptr + e * stride_ge + offs_n, mask=n_ok, other=0.0)
         acc = acc * g[None, :]
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
-        acc = acc + tl.where(pid_k == 0, 1.0, 0.0) * bias[None, :]
-    c_ptrs = c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :]
-    c_mask = (offs_m < M)[:, None] & n_ok[None, :]
-    if ATOMIC:
-        tl.atomic_add(c_ptrs, acc, mask=c_mask, sem="relaxed")  # no fences (_launch.split_k_target)
-    else:
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+        acc = acc + tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(c_ptr + offs_m.to(tl.int64)[:, None] * stride_cm + offs_n[None, :], acc.to(c_ptr.dtype.element_ty),
+             mask=c_mask)
 
 
 fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32,
                          TILE_TO_F32=h.tile_words_to_f32, E4M3_TO_F32=h.E4M3_SCALE,
-                         BLOCK_SCALE=fp4_gemv.block_scale_f32)
+                         BLOCK_SCALE=fp4_gemv.block_scale_f32, SPLIT_SUM=h.split_sum, SPLIT_LAST=h.split_last)
 
 
 def _config(m: int, n: int, k: int, device: torch.device) -> tuple[int, int, int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
-    if device.type == "cpu":
-        return 16, 32, 64, 1, 4, 1
+    if device.type == "cpu":  # interpreted: small blocks, K split in two where it has two steps (CI runs the split)
+        return 16, 32, 64, 2, 4, 1
     if m <= 16:
         # decode-bound GEMV: many CTAs over N, split K so every SM has several in flight
         n_ctas = triton.cdiv(n, 64)
@@ -224,30 +224,31 @@ def fp4_gemm(
         bm = block_m
     if block_expert is not None and block_m is None:
         raise ValueError("fp4_gemm: block_expert needs the block_m it was built for")
-    atomic = split > 1
-    acc = split_k_target(out, (rows, n), out_dtype, a.device, "fp4_gemm", split)
+    c = check_out(out, (rows, n), out_dtype, a.device, "fp4_gemm")
+    if rows == 0:
+        return c
+    buf = store_buffer(c)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     grid = (triton.cdiv(n, bn), triton.cdiv(rows, bm), triton.cdiv(k, k_per_split))
+    part, counts = split_buffers(grid[2], (rows, n), grid[0] * grid[1], a.device, buf)
     if g is not None:
         g = g.to(torch.float32).expand(e_count, n).contiguous()
-    dummy = acc
-    if rows == 0:
-        return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
+    dummy = buf
     if mapped:
         w = fp4_gemv_mma.as_words(w)
     fp4_gemm_kernel.on(a.device)[grid](
         a, a_rows if a_rows is not None else dummy, w, scales,
         g if g is not None else dummy, block_expert if block_expert is not None else dummy,
-        bias if bias is not None else dummy, acc,
+        bias if bias is not None else dummy, buf, part, counts,
         rows, n, k, k_per_split,
         a.stride(0), a.stride(1),
         w.stride(0), w.stride(1),
         scales.stride(0), scales.stride(1),
         g.stride(0) if g is not None else 0,
-        acc.stride(0),
+        buf.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
-        HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, DOT_F32=dot_in_fp32(a),
+        HAS_G=g is not None, HAS_BIAS=bias is not None, SPLITS=grid[2], DOT_F32=dot_in_fp32(a),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words,
         W_ALIGN=row_align(w), S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
     )
-    return split_k_result(acc, out, out_dtype, "fp4_gemm", split)
+    return round_into(c, buf)

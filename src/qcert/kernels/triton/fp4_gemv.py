@@ -28,7 +28,7 @@ import triton.language as tl
 
 from . import _helpers as h
 from . import fp4_gemv_mma
-from ._launch import device_facts, kernel, split_k_result, split_k_target
+from ._launch import check_out, device_facts, kernel, round_into, split_buffers, store_buffer
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -98,14 +98,14 @@ def block_scale_f32(s_raw, SCALE_KIND: tl.constexpr, E8M0_TO_F32: tl.constexpr, 
 
 
 def _fp4_gemv(
-    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
+    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr, part_ptr, count_ptr,
     M, N, K, words_per_split,
     stride_am, stride_ak, stride_wn, stride_sn, stride_g, stride_cm,
-    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr,
     EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
     E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
-    DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr,
+    DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -148,34 +148,32 @@ def _fp4_gemv(
         s_ptrs += G
         a_ptrs += BLOCK_K * stride_ak
 
+    c_mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
+    if SPLITS > 1:  # the row block's last program adds the partials [SPLITS, M, N] and stores C
+        acc, c_mask = SPLIT_SUM(acc, part_ptr + offs_m[None, :] * N + offs_n[:, None], M * N, c_mask, pid_k,
+                                count_ptr + pid_n, SPLITS, SPLIT_LAST)
     if HAS_G:
         acc = acc * tl.load(g_ptr + rows * stride_g)[:, None]
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + rows).to(tl.float32)
-        acc = acc + tl.where(pid_k == 0, 1.0, 0.0) * bias[:, None]
-    c_ptrs = c_ptr + offs_m[None, :] * stride_cm + offs_n[:, None]
-    c_mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
-    if ATOMIC:
-        tl.atomic_add(c_ptrs, acc, mask=c_mask, sem="relaxed")  # no fences (_launch.split_k_target)
-    else:
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
+        acc = acc + tl.load(bias_ptr + rows).to(tl.float32)[:, None]
+    tl.store(c_ptr + offs_m[None, :] * stride_cm + offs_n[:, None], acc.to(c_ptr.dtype.element_ty), mask=c_mask)
 
 
 fp4_gemv_kernel = kernel(
     _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.E4M3_SCALE, BLOCK_SCALE=block_scale_f32,
-    FP4_TO_F32=h.fp4_to_f32, DECODE8_F32=decode8_f32, JOIN8=join8,
+    FP4_TO_F32=h.fp4_to_f32, DECODE8_F32=decode8_f32, JOIN8=join8, SPLIT_SUM=h.split_sum, SPLIT_LAST=h.split_last,
 )
 
 
 def _fp4_gemv1(
-    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr,
+    a_ptr, w_ptr, s_ptr, g_ptr, bias_ptr, c_ptr, part_ptr, count_ptr,
     N, K, words_per_split,
     stride_ak, stride_wn, stride_sn, stride_g,
-    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+    SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr,
     EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ITERS: tl.constexpr,
     E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
-    DOT8: tl.constexpr, LASTSUM: tl.constexpr,
+    DOT8: tl.constexpr, LASTSUM: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
 ):
     """M = 1 on the CUDA cores. A lane owns whole scale groups: their words arrive in one 16-byte
     (MXFP4) or 8-byte (NVFP4) load, their scale byte in one more, and A's columns for word slot j of
@@ -238,31 +236,32 @@ def _fp4_gemv1(
         s_ptrs += G
 
     out = LASTSUM(acc)
+    c_mask = offs_n < N
+    if SPLITS > 1:  # the row block's last program adds the partials [SPLITS, N] and stores C
+        out, c_mask = SPLIT_SUM(out, part_ptr + offs_n, N, c_mask, pid_k, count_ptr + pid_n, SPLITS, SPLIT_LAST)
     if HAS_G:
         out = out * tl.load(g_ptr + rows * stride_g)
     if HAS_BIAS:
-        out = out + tl.where(pid_k == 0, 1.0, 0.0) * tl.load(bias_ptr + rows).to(tl.float32)
-    if ATOMIC:
-        tl.atomic_add(c_ptr + offs_n, out, mask=offs_n < N, sem="relaxed")  # no fences (_launch.split_k_target)
-    else:
-        tl.store(c_ptr + offs_n, out.to(c_ptr.dtype.element_ty), mask=offs_n < N)
+        out = out + tl.load(bias_ptr + rows).to(tl.float32)
+    tl.store(c_ptr + offs_n, out.to(c_ptr.dtype.element_ty), mask=c_mask)
 
 
 fp4_gemv1_kernel = kernel(
     _fp4_gemv1, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.E4M3_SCALE, BLOCK_SCALE=block_scale_f32,
     FP4_TO_F32=h.fp4_to_f32,
-    DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted),
+    DOT8=(dot8_asm, dot8_f32), LASTSUM=(h.lastsum, h.lastsum_interpreted), SPLIT_SUM=h.split_sum,
+    SPLIT_LAST=h.split_last,
 )
 
 def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tuple:
     """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
-    if device.type == "cpu":
-        return 16, 64, 1, 4, 1
+    if device.type == "cpu":  # interpreted: small blocks, K split in two where it has two steps (CI runs the split)
+        return 16, 64, 2, 4, 1
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
     # 4 rows per program, so there are many programs. M >= 2 (fp32 dot, fp16/fp32 activations):
-    # 32-row tiles split 4 ways along K. Split K (fp32 atomics, two more launches) until the SMs
-    # have several programs each.
+    # 32-row tiles split 4 ways along K. Split K (each split's partials, added by the row block's
+    # last program) until the SMs have several programs each.
     if m == 1:
         bn, bk, warps, stages, per_sm = 4, 1024, 1, 1, 8
     else:
@@ -314,25 +313,26 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     # M = 1: whole groups per lane, a ragged K masks its last step
     grp = GROUP[scale_kind]
     bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
-    atomic = split > 1
-    acc = split_k_target(out, (m, n), out_dtype, a.device, "fp4_gemv", split)
+    c = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
+    buf = store_buffer(c)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     grid = (triton.cdiv(n, bn), triton.cdiv(k, k_per_split))
-    even_k = k_per_split * grid[1] == k
-    common = dict(SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, ATOMIC=atomic, EVEN_K=even_k,
-                  BLOCK_N=bn, ITERS=k_per_split // bk, num_warps=warps, num_stages=stages)
-    g_arg, bias_arg = (g if g is not None else acc), (bias if bias is not None else acc)
+    part, counts = split_buffers(grid[1], (m, n), grid[0], a.device, buf)
+    common = dict(SCALE_KIND=scale_kind, HAS_G=g is not None, HAS_BIAS=bias is not None, SPLITS=grid[1],
+                  EVEN_K=k_per_split * grid[1] == k, BLOCK_N=bn, ITERS=k_per_split // bk, num_warps=warps,
+                  num_stages=stages)
+    g_arg, bias_arg = (g if g is not None else buf), (bias if bias is not None else buf)
     g_stride = g.stride(0) if g is not None else 0
     if m == 1:
         fp4_gemv1_kernel.on(a.device)[grid](
-            a, words, scales, g_arg, bias_arg, acc, n, k, k_per_split // 8,
+            a, words, scales, g_arg, bias_arg, buf, part, counts, n, k, k_per_split // 8,
             a.stride(1), words.stride(0), scales.stride(0), g_stride,
             BLOCK_K=bk, **common,
         )
     else:
         fp4_gemv_kernel.on(a.device)[grid](
-            a, words, scales, g_arg, bias_arg, acc, m, n, k, k_per_split // 8,
-            a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, acc.stride(0),
+            a, words, scales, g_arg, bias_arg, buf, part, counts, m, n, k, k_per_split // 8,
+            a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, buf.stride(0),
             BLOCK_M=MAX_M, BLOCK_K=bk, **common,
         )
-    return split_k_result(acc, out, out_dtype, "fp4_gemv", split)
+    return round_into(c, buf)

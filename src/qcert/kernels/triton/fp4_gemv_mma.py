@@ -24,9 +24,9 @@ columns as loaded: no permute.)
 Work split: a program owns ROWS (1 or 2) 16-row tiles, every warp working on all of them so that
 A's fragments are loaded once for both (M > 8, where those loads fill L1), and K_WARPS warps that
 take turns over K in 128-column steps and add their sums up through shared memory at the end. K
-split over programs as well (for shapes with few rows): each program writes its fp32 partial sums,
-counts itself in (an acq_rel atomic on its row block's counter), and the last one adds the
-partials in split order, writes C and resets the counter (_launch.split_counts). So the GEMV is
+split over programs as well (for shapes with few rows): each program writes its fp32 partial sums
+(C's M rows), counts itself in (an acq_rel atomic on its row block's counter: _helpers.split_last),
+and the last one resets the counter, adds the partials in split order and writes C. So the GEMV is
 one kernel at every split (no zeroing or conversion kernels), and its sums are the same every run.
 The weights are loaded evict-first.
 
@@ -60,7 +60,7 @@ import triton.language as tl
 
 from ..layouts import TILE_WORD_DECODE, TILE_WORD_MASK, fp4_tiles_fit
 from . import _helpers as h
-from ._launch import check_out, device_facts, row_align, split_counts
+from ._launch import check_out, device_facts, row_align, split_buffers
 
 
 def _scale_ptx(out: list[str], bias: bool, scale: str = "$5", halves: bool = False) -> str:
@@ -218,15 +218,18 @@ def _join4(x0, x1, x2, x3):
 
 
 @triton.jit
-def _partial(part_ptr, k, acc, row_lo, m0, N, LOAD: tl.constexpr):
+def _partial(part_ptr, k, acc, row_lo, m0, M, N, LOAD: tl.constexpr):
     """An n8 tile's sums [32, 4] (lane l: rows row_lo[l], + 8 x columns m0[l], + 1, _split4's order)
-    into split k's partials [16, N] fp32; LOAD: split k's partials added to them instead (from L2)."""
+    into split k's partials [M, N] fp32; LOAD: split k's partials added to them instead (from L2).
+    Columns past M are neither written nor read (C never gets them)."""
     j = tl.arange(0, 4)[None, :]
     row = row_lo[:, None] + 8 * (j // 2)
-    ptrs = part_ptr + k * 16 * N + (m0[:, None] + j % 2) * N + row
+    m = m0[:, None] + j % 2
+    ptrs = part_ptr + k * M * N + m * N + row
+    mask = (row < N) & (m < M)
     if LOAD:
-        return acc + tl.load(ptrs, mask=row < N, other=0.0, cache_modifier=".cg")
-    tl.store(ptrs, acc, mask=row < N)
+        return acc + tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+    tl.store(ptrs, acc, mask=mask)
     return acc
 
 
@@ -406,15 +409,12 @@ def _fp4_gemv_mma(
     if ROWS == 2:
         b0 = _sum_k_warps(_join4(bcc0, bcc1, bcc2, bcc3), K_WARPS)
         b1 = _sum_k_warps(_join4(bcc4, bcc5, bcc6, bcc7), K_WARPS) if TWO_TILES else b0
-    if SPLIT:  # K split over programs: partials, and the row block's last program adds them in split order
-        _partials(part_ptr, pid_k, a0, a1, b0, b1, row, c_l, N, False, TWO_TILES, ROWS)
-        tl.debug_barrier()  # every thread's partials before the count's release
-        done = tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel")
-        if done == tl.num_programs(0) - 1:
+    if SPLIT > 1:  # K split over programs: partials, and the row block's last program adds them in split order
+        _partials(part_ptr, pid_k, a0, a1, b0, b1, row, c_l, M, N, False, TWO_TILES, ROWS)
+        if _split_last(count_ptr + pid_n, SPLIT):
             a0, a1, b0, b1 = tl.zeros_like(a0), tl.zeros_like(a1), tl.zeros_like(b0), tl.zeros_like(b1)
-            for k in range(tl.num_programs(0)):
-                a0, a1, b0, b1 = _partials(part_ptr, k, a0, a1, b0, b1, row, c_l, N, True, TWO_TILES, ROWS)
-            tl.atomic_xchg(count_ptr + pid_n, 0, sem="relaxed")  # ready for the next launch
+            for k in range(SPLIT):
+                a0, a1, b0, b1 = _partials(part_ptr, k, a0, a1, b0, b1, row, c_l, M, N, True, TWO_TILES, ROWS)
             _finish(c_ptr, g_ptr, bias_ptr, a0, a1, b0, b1, row, M, N, stride_g, stride_cm, c_l, SCALE_KIND, HAS_G,
                     HAS_BIAS, TWO_TILES, ROWS)
     else:
@@ -423,16 +423,16 @@ def _fp4_gemv_mma(
 
 
 @triton.jit
-def _partials(part_ptr, k, a0, a1, b0, b1, row, c, N, LOAD: tl.constexpr, TWO_TILES: tl.constexpr,
+def _partials(part_ptr, k, a0, a1, b0, b1, row, c, M, N, LOAD: tl.constexpr, TWO_TILES: tl.constexpr,
               ROWS: tl.constexpr):
     """The program's sums to split k's partials, or (LOAD) split k's partials added to them."""
-    a0 = _partial(part_ptr, k, a0, row, c * 2, N, LOAD)
+    a0 = _partial(part_ptr, k, a0, row, c * 2, M, N, LOAD)
     if TWO_TILES:
-        a1 = _partial(part_ptr, k, a1, row, c * 2 + 8, N, LOAD)
+        a1 = _partial(part_ptr, k, a1, row, c * 2 + 8, M, N, LOAD)
     if ROWS == 2:
-        b0 = _partial(part_ptr, k, b0, row + 16, c * 2, N, LOAD)
+        b0 = _partial(part_ptr, k, b0, row + 16, c * 2, M, N, LOAD)
         if TWO_TILES:
-            b1 = _partial(part_ptr, k, b1, row + 16, c * 2 + 8, N, LOAD)
+            b1 = _partial(part_ptr, k, b1, row + 16, c * 2 + 8, M, N, LOAD)
     return a0, a1, b0, b1
 
 
@@ -481,8 +481,10 @@ def _e4m3_pair(row, s_col, k_lane, K, EVEN_K: tl.constexpr, LANE_K: tl.constexpr
     return tl.split(_e4m3_bf16_folded(b.to(tl.int32)))
 
 
-# the hardware's e4m3 conversion, jitted here: this kernel is compiled only (GPU-only mma), not a _launch.Kernel
+# the hardware's e4m3 conversion and the split count, jitted here: this kernel is compiled only (GPU-only
+# mma), not a _launch.Kernel
 _e4m3 = triton.jit(h.e4m3_native)
+_split_last = triton.jit(h.split_last)
 
 
 @triton.jit
@@ -631,10 +633,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     if grouped and grid[0] > 1:
         raise ValueError(f"fp4_gemv_mma: cfg {cfg}: a grouped (MoE) launch takes no K split over programs")
     c = check_out(out, (m_rows, n), out_dtype, a.device, "fp4_gemv_mma")
-    part, counts = c, c
-    if grid[0] > 1:  # each split's partials [16, N], added by the row block's last program
-        part = torch.empty((grid[0], 16, n), dtype=torch.float32, device=a.device)
-        counts = split_counts(a.device, grid[1])
+    part, counts = split_buffers(grid[0], (m, n), grid[1], a.device, c)  # partials [split, M, N]
     a_words = as_pairs(a)
     dummy = c
     compiled = _fp4_gemv_mma[grid](
@@ -646,7 +645,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps,
         CHUNKS=chunks, ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled,
         MAPPED=tiled or mapped, A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales),
-        SPLIT=grid[0] > 1, num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
+        SPLIT=grid[0], num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
     return c

@@ -39,7 +39,7 @@ import torch
 import triton
 
 from ..layouts import fp4_tiles_fit
-from ._launch import check_out, device_facts, split_counts
+from ._launch import check_out, device_facts, split_buffers
 from .fp4_gemv_mma import _e4m3_bf16_folded, _e8m0_bf16, _tile_decode_ptx, as_pairs
 
 try:  # Gluon is triton's lower-level language (triton >= 3.5); without it this kernel is unavailable
@@ -285,8 +285,7 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
     pairs = as_pairs(a)
     c = check_out(out, (m, n), out_dtype, a.device, "fp4_wgmma")
     blocks = triton.cdiv(n, 16 * warps)
-    part = torch.empty((split, 16, n), dtype=torch.float32, device=a.device) if split > 1 else c
-    counts = split_counts(a.device, blocks) if split > 1 else c
+    part, counts = split_buffers(split, (16, n), blocks, a.device, c)  # partials of all 16 columns
     dummy = c
     _fp4_wgmma_kernel[(split, blocks)](
         pairs, words, scales.view(torch.uint8), g if g is not None else dummy,
