@@ -380,7 +380,7 @@ def main(argv=None) -> int:
     only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
     groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
-              # a shape with few rows: the default launch splits K over programs (atomic adds)
+              # a shape with few rows: the default launch splits K over programs (partials added in-kernel)
               ("gemv", lambda: gemv_rows("mxfp4", bw, ms=(1, 8, 16), n=2048, configs=False)),
               ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), [])),
               ("moe_sweep", lambda: (moe_sweep_rows(bw), []))]
