@@ -60,3 +60,16 @@ def test_grouped_split_k(monkeypatch, device):
             want[i] = x[row] @ w[blk].T
     assert_close_rel(got, want, "fp32")
     assert torch.equal(again, got)
+
+
+def test_partials_past_int32_offsets_are_refused():
+    """The kernels index a split's partials with int32 offsets: an output too large for them is a
+    clear error before anything is allocated or launched."""
+    from qcert.kernels.triton._launch import split_buffers
+
+    dummy = torch.empty(1)
+    with pytest.raises(ValueError, match="int32 offsets"):
+        split_buffers(4, (1 << 15, 1 << 14), 1, "cpu", dummy)
+    part, counts = split_buffers(2, (3, 5), 1, "cpu", dummy)
+    assert part.shape == (2, 3, 5) and counts.dtype == torch.int32 and int(counts.abs().sum()) == 0
+    assert split_buffers(1, (1 << 15, 1 << 16), 1, "cpu", dummy) == (dummy, dummy)

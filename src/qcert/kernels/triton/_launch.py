@@ -14,6 +14,7 @@ constexpr trip counts (older interpreters cannot take a runtime scalar as a rang
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import torch
@@ -180,4 +181,7 @@ def split_buffers(split: int, shape: tuple[int, ...], tiles: int, device, dummy:
     (the kernel never touches them)."""
     if split <= 1:
         return dummy, dummy
+    if split * math.prod(shape) >= 2**31:
+        raise ValueError(f"K split {split} ways over an output {tuple(shape)}: the partials would pass the kernels' "
+                         f"int32 offsets; split less")
     return torch.empty((split, *shape), dtype=torch.float32, device=device), split_counts(device, tiles)
