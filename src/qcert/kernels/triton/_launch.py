@@ -159,8 +159,8 @@ _COUNTS: dict[tuple[torch.device, int], torch.Tensor] = {}
 
 
 def split_counts(device: torch.device, blocks: int) -> torch.Tensor:
-    """Zeroed int32 counters, one per row block, for the GEMVs whose K splits' last program adds the
-    partials (it counts the splits in, then resets its counter for the next launch). One set per
+    """Zeroed int32 counters, one per output tile, for the kernels whose K splits' last program adds
+    the partials (it counts the splits in, then resets its counter for the next launch). One set per
     device and stream, shared by those launches: on a stream they run one after another."""
     device = torch.device(device)
     gpu = device.type == "cuda"

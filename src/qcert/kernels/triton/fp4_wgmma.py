@@ -24,7 +24,7 @@ first (zero past M and K), loads weights two steps ahead of the decode (PREFETCH
 one k128 MMA (8 wgmma) a step. K split over programs: each writes its fp32 partial, and the last program
 of a row block (an atomic count, which it resets for the next launch) adds the partials in split order
 and writes C: no zeroing or conversion kernels, the same sums every run (as fp4_gemv_mma's splits;
-the counters: _launch.split_counts, one set per device and stream).
+partials and counters from _launch.split_buffers; the count is Gluon here, not _helpers.split_last).
 
 On the H100 this is correct and slower than fp4_gemv_mma (0.79-1.00x, 20.1 against 19.2 us at N = K =
 8192, M = 16), so the engine runs it only when asked for (backend triton_wgmma).
