@@ -9,6 +9,8 @@
   weights (the baseline a loader without a kernel falls back to); and MXFP4 at N = 2048, K = 8192,
   a shape whose 16-row tiles do not fill the SMs (M = 16 splits K over programs);
 - FP8 W8A8 GEMM at prefill sizes vs torch._scaled_mm (per-tensor scales) on the same operands;
+- fp16 activations: the GEMV (tile layout) and the MXFP4 prefill GEMM against bf16 activations on the
+  same kernels and against the fp32 CUDA-core dots fp16 took before;
 - MXFP4 and NVFP4 W4A4 MoE timings (eager, and replayed in a CUDA graph) against the touched
   experts' bytes, the general grouped kernel at decode sizes, and the torch reference.
 Times are triton.testing.do_bench medians (ms -> us). Speed is never asserted in tests.
@@ -34,7 +36,7 @@ from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
 from qcert.kernels.triton import moe as tmoe
-from qcert.kernels.triton._launch import device_facts
+from qcert.kernels.triton._launch import device_facts, dot_precision
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
 from qcert.conformance.cases.test_kernels import layout_args  # weights into the layout a backend reads
@@ -229,6 +231,53 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
     return rows, sweep
 
 
+def fp16_rows(bw: float, n=8192, k=8192):
+    """fp16 activations (the engine serves fp16 models too), baselines in the same run: bf16
+    activations on the same kernels, and the fp32 CUDA-core dots fp16 took before (fp4_gemv's
+    kernels at decode sizes; the general kernel with an ieee dot at prefill)."""
+    rows = []
+    for kind in ("mxfp4", "nvfp4"):
+        sets, wdq, nbytes = _fp4_weights(kind, n, k)
+        tiles = [_tiles(s) for s in sets]
+        for m in (1, 4, 8, 16):
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+            xb = x.to(torch.bfloat16)
+            try:
+                err = _rel(_linear_tiles(kind, x, tiles[1]), _ref(kind, x.float(), sets[1]))
+                t = graph_us([lambda s=s: _linear_tiles(kind, x, s) for s in tiles])
+                t_bf16 = graph_us([lambda s=s: _linear_tiles(kind, xb, s) for s in tiles])
+                t_old = graph_us([lambda s=s: _linear(kind, x, s, mma=False) for s in sets])
+            except Exception as e:
+                print(f"{kind} fp16 GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
+                continue
+            moved = nbytes + x.numel() * 2 + m * n * 2
+            rows.append((f"{kind} GEMV fp16 activations M={m} N=K={k}", t,
+                         f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * moved / bw * 1e6 / t:.0f}% of copy",
+                         f"{moved / bw * 1e6:.1f} us", f"bf16 activations {t_bf16:.1f} us ({t / t_bf16:.2f}x their time); "
+                         f"fp32 CUDA-core kernels (before) {t_old:.1f} us ({t_old / t:.1f}x)", f"{err:.1e}"))
+            print(table_row(rows[-1]), flush=True)
+        del sets, tiles, wdq
+    # prefill: the general kernel's dot, tf32 for fp16 (exact) against ieee fp32 and bf16 activations
+    sets, _, _ = _fp4_weights("mxfp4", n, k)
+    for m in (512, 2048):
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        xb = x.to(torch.bfloat16)
+        err = _rel(_linear("mxfp4", x, sets[1]), _ref("mxfp4", x.float(), sets[1]))
+        t = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
+        t_bf16 = us(_rotating(lambda *s: _linear("mxfp4", xb, s), sets))
+        fg.dot_precision = lambda _x: "ieee"  # the fp32 dot fp16 took before
+        try:
+            t_old = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
+        finally:
+            fg.dot_precision = dot_precision
+        fl = 2 * m * n * k
+        rows.append((f"mxfp4 GEMM fp16 activations {m}x{n}x{k}", t, f"{fl / (t * 1e-6) / 1e12:.0f} TFLOP/s", "",
+                     f"bf16 activations {t_bf16:.0f} us ({t / t_bf16:.2f}x their time); ieee fp32 dot (before) "
+                     f"{t_old:.0f} us ({t_old / t:.1f}x)", f"{err:.1e}"))
+        print(table_row(rows[-1]), flush=True)
+    return rows
+
+
 FP8_CFGS = [  # 8 entries: the persistent TMA kernel; 6: the plain tl.dot kernel
     (128, 256, 128, 8, 8, 3, False, False), (128, 256, 128, 8, 8, 4, False, False), (128, 256, 128, 8, 8, 3, True, False),
     (128, 256, 128, 8, 8, 3, False, True), (128, 128, 128, 8, 8, 4, False, False), (128, 128, 128, 8, 4, 4, False, False),
@@ -375,14 +424,14 @@ def main(argv=None) -> int:
              f"ceilings measured in this run: d2d copy {bw / 1e12:.2f} TB/s (read+write); bf16 matmul 4096^3 {tf:.0f} TFLOP/s\n",
              "| what | time (us, median; GEMV rows: CUDA-graph replay) | achieved | roofline | baseline (same run) | rel. err vs ref |",
              "| --- | ---: | --- | --- | --- | --- |"]
-    # BENCH_ONLY: a comma list of gemv, fp8, moe, moe_sweep (quick device calls; the last is not in the
-    # default set); BENCH_SWEEP=0: no GEMV config sweep
-    only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,moe").split(","))
+    # BENCH_ONLY: a comma list of gemv, fp8, fp16, moe, moe_sweep (quick device calls; the last is not in
+    # the default set); BENCH_SWEEP=0: no GEMV config sweep
+    only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,fp16,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
     groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
               # a shape with few rows: the default launch splits K over programs (partials added in-kernel)
               ("gemv", lambda: gemv_rows("mxfp4", bw, ms=(1, 8, 16), n=2048, configs=False)),
-              ("fp8", lambda: (fp8_rows(), [])), ("moe", lambda: (moe_rows(bw), [])),
+              ("fp8", lambda: (fp8_rows(), [])), ("fp16", lambda: (fp16_rows(bw), [])), ("moe", lambda: (moe_rows(bw), [])),
               ("moe_sweep", lambda: (moe_sweep_rows(bw), []))]
     sweeps = []
     for name, run in groups:

@@ -21,7 +21,7 @@ from qcert.kernels.triton._launch import device_facts  # noqa: E402
 # candidates besides the default: one 16-row tile a program at M <= 8; above, two (sharing A's
 # fragments) or one (more, smaller programs)
 CANDIDATES = {1: [(1, 16, 1, 1), (1, 8, 1, 1), (1, 16, 1, 2), (1, 8, 1, 2), (1, 8, 1, 4)],
-              2: [(2, 8, 1, 1), (2, 8, 1, 4), (2, 4, 1, 2), (2, 4, 1, 4), (2, 4, 1, 8), (2, 2, 1, 8),
+              2: [(2, 8, 1, 1), (2, 8, 1, 2), (2, 8, 1, 4), (2, 4, 1, 2), (2, 4, 1, 4), (2, 4, 1, 8), (2, 2, 1, 8),
                   (1, 8, 1, 1), (1, 4, 1, 1), (1, 4, 1, 2), (1, 4, 1, 4), (1, 2, 1, 8)]}
 
 

@@ -110,12 +110,13 @@ def main(argv=None) -> int:
                    help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled, else 128; 0 none)")
     p.add_argument("--k", type=int, default=K, help="K (default 8192; 2880 is gpt-oss' MoE)")
     p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
+    p.add_argument("--f16", action="store_true", help="fp16 activations (tensor-core GEMV: hi and lo bf16 parts; general kernel: tf32 dot)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     if a.gemm:
-        return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words)
+        return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words, f16=a.f16)
     types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16",
              "part_ptr": "*fp32", "count_ptr": "*i32"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False)
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
                      GROUPED=a.grouped, TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=k_per_split // step,
                      EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
                      A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)),
-                     SPLIT=triton.cdiv(a.k, k_per_split), **aligns)
+                     SPLIT=triton.cdiv(a.k, k_per_split), A_F16=a.f16, **aligns)
         types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
         cap = fvm.register_cap(rows, a.max_regs, a.tiled)
@@ -169,16 +170,17 @@ def _rows(k: int, kind: int, words: bool) -> tuple[list[str], dict]:
 
 
 def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, tiled: bool = False,
-                words: bool = False) -> int:
+                words: bool = False, f16: bool = False) -> int:
     """The prefill MoE's launch (gathered rows, per-block experts, K = 2880; `words`: W in
-    layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192)."""
+    layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192); `f16`: fp16
+    activations (the tf32 dot)."""
     k = 8192 if tiled else 2880
     row_div16, aligns = _rows(k, kind, tiled or words)
-    types = {"a_ptr": "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
+    types = {"a_ptr": "*fp16" if f16 else "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
              "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32", "part_ptr": "*fp32",
              "count_ptr": "*i32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
-                 SPLITS=1, DOT_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
+                 SPLITS=1, DOT="tf32" if f16 else "bf16", BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
                  WORDS=words, stride_ak=1, **aligns)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
              "stride_we", "stride_se", "stride_cm", "K", "N"] + row_div16

@@ -97,6 +97,35 @@ def test_fp4_gemv_mma_matches_reference(kind, m, n, k, cfg):
     assert_close_rel(got, want, "fp32")
 
 
+F16_CASES = [  # fp16 activations (hi and lo bf16 parts): one and two n8 tiles, ragged K, splits, grouped rows
+    ("mxfp4", 1, 8192, 8192, None),
+    ("mxfp4", 3, 515, 2880, (1, 1, 2, 1)),
+    ("mxfp4", 16, 300, 4096, (2, 4, 2, 2)),
+    ("nvfp4", 12, 130, 1040, (1, 2, 1, 3)),
+    ("nvfp4", 8, 8192, 8192, None),
+    ("nvfp4", 16, 8192, 8192, None),
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
+@pytest.mark.parametrize("kind,m,n,k,cfg", F16_CASES)
+def test_fp4_gemv_mma_takes_fp16_activations_exactly(kind, m, n, k, cfg):
+    """fp16 activations through the bf16 mmas as two parts: the reference's tolerance for fp32, and
+    an infinite activation gives the reference's infinities and NaNs (0 * inf) in its row."""
+    from qcert.kernels.triton import fp4_gemv_mma
+
+    w, x, bias = _inputs(m, n, k)
+    x, bias = (x * 100).to(torch.float16).cuda(), bias.to(torch.float16).cuda()  # past bf16's 8 bits
+    x[0, 5] = -torch.inf
+    assert fp4_gemv_mma.usable(x)
+    got, want = _gemv_and_reference(kind, x, w, bias, cfg, out_dtype=torch.float32)
+    assert torch.equal(got[0].isnan(), want[0].isnan()) and got[0].isinf().any()
+    ok = ~want[0].isnan()
+    assert torch.equal(got[0][ok], want[0][ok])
+    if m > 1:
+        assert_close_rel(got[1:], want[1:], "fp32")  # a bf16-rounded x would be off by about 2^-9
+
+
 def _ttgir(threads: str) -> str:
     layout = f"#ttg.blocked<{{sizePerThread = [1], threadsPerWarp = {threads}, warpsPerCTA = [4], order = [0]}}>"
     return (f"#blocked = {layout}\n"
@@ -165,7 +194,6 @@ def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
     a k16's products in an order of their own, so the last bits differ (H100, 2026-12-07)."""
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm
-    from qcert.kernels.triton._launch import device_facts
 
     w, x, bias = _inputs(m, n, k)
     x, bias = x.to(torch.bfloat16).cuda(), bias.to(torch.bfloat16).cuda()
@@ -177,10 +205,8 @@ def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
     mapped = fvm.fp4_gemv_mma(x, fvm.as_words(mw), ws, kind_id, g, bias, None, torch.float32, cfg, mapped=True)
     assert_close_rel(got, want, "fp32")
     assert_close_rel(got, plain, "fp32")
-    # bit for bit without a split over programs (kept from when splits added with atomics; the
-    # in-kernel sum in split order should make it hold at every split, not yet checked on a GPU)
-    if (cfg or fvm.config(m, n, k, device_facts(x.device)[1]))[3] == 1:
-        assert torch.equal(got, mapped)
+    # bit for bit at every split: each split's sums are the same, added in split order
+    assert torch.equal(got, mapped)
     # a K split over programs: each row block's last program adds the partials in split order, so a
     # second run (into an output full of NaN) gives the same bits
     again = torch.full_like(got, float("nan"))
@@ -293,6 +319,18 @@ def test_row_align_is_the_power_of_two_dividing_the_row_strides(shape, dtype, wa
     t = torch.empty(shape, dtype=dtype)
     assert row_align(t) == want
     assert all(st % want == 0 for st in t.stride()[:-1])
+
+
+@pytest.mark.parametrize("device,dtype,want", [
+    ("meta", torch.bfloat16, "bf16"),  # "meta": a GPU-like device without a GPU
+    ("meta", torch.float16, "tf32"),  # exact: fp16 and the decoded weights fit tf32
+    ("meta", torch.float32, "ieee"),
+    ("cpu", torch.bfloat16, "ieee"),  # the interpreter's bf16 dot is wrong
+])
+def test_dot_precision_follows_the_activations(device, dtype, want):
+    from qcert.kernels.triton._launch import dot_precision
+
+    assert dot_precision(torch.empty(2, 2, dtype=dtype, device=device)) == want
 
 
 def test_no_kernel_adds_its_results_with_atomics():

@@ -200,6 +200,9 @@ GPU_CASES = {
         ("w4a16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.bfloat16, act_qdq=False, bias=False)),
         # few rows, long K: the tensor-core GEMV splits K over programs (fp4_gemv_mma.config)
         ("w4a16-m16-split-tileable", dict(m=16, n=512, k=4096, dtype=torch.bfloat16, act_qdq=False, bias=True)),
+        # fp16 activations: the tensor-core GEMV's hi and lo bf16 parts, and the general kernel's tf32 dot
+        ("w4a16-fp16-m13-tileable", dict(m=13, n=1024, k=2816, dtype=torch.float16, act_qdq=False, bias=True)),
+        ("w4a16-fp16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.float16, act_qdq=False, bias=False)),
     ]),
     "nvfp4_linear": (nvfp4_linear_inputs, [
         ("w4a16", dict(m=9, n=1001, k=2048, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
@@ -215,6 +218,8 @@ GPU_CASES = {
                                     input_scale=False, bias=False)),
         ("w4a16-m12-split-tileable", dict(m=12, n=256, k=4096, dtype=torch.bfloat16, per_row_scale_2=True,
                                           input_scale=False, bias=True)),
+        ("w4a16-fp16-m4-tileable", dict(m=4, n=1024, k=1152, dtype=torch.float16, per_row_scale_2=False,
+                                        input_scale=False, bias=True)),
     ]),
     "fp8_linear": (fp8_linear_inputs, [
         ("w8a16-tensor", dict(m=5, n=1001, k=2048, dtype=torch.bfloat16, scale_kind="tensor", input_scale=False, bias=True)),
@@ -223,6 +228,7 @@ GPU_CASES = {
         ("w8a8-tensor", dict(m=16, n=1024, k=4096, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=False)),
         # prefill-sized: on Hopper the persistent TMA kernel (K not a multiple of its 128-wide tiles)
         ("w8a8-tensor-m257", dict(m=257, n=515, k=1040, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=True)),
+        ("w8a16-fp16-m300", dict(m=300, n=777, k=1024, dtype=torch.float16, scale_kind="channel-2d", input_scale=False, bias=True)),
     ]),
     "mxfp4_moe": (mxfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
@@ -230,6 +236,7 @@ GPU_CASES = {
         ("w4a4", dict(t=20, h=512, i=256, e=8, k=2, dtype=torch.bfloat16, act_qdq=True)),
         # T * k <= 64: decode-sized (triton: the tensor-core GEMV's grouped mode; w4a4 above is too)
         ("w4a16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
+        ("w4a16-fp16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.float16, act_qdq=False)),
     ]),
     "nvfp4_moe": (nvfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
@@ -237,6 +244,7 @@ GPU_CASES = {
         # T * k <= 64: decode-sized (triton: the tensor-core GEMV's grouped mode)
         ("w4a16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
         ("w4a4-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, input_scale=True)),
+        ("w4a16-fp16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
     ]),
 }
 

@@ -120,11 +120,18 @@ def row_align(t: torch.Tensor) -> int:
     return align
 
 
-def dot_in_fp32(x: torch.Tensor) -> bool:
-    """Operands go to tl.dot in fp32 for fp16/fp32 activations (exact decode, ieee precision) and
-    always in the interpreter, whose bf16 dot is wrong; bf16 activations use bf16 tensor cores
-    (decoded fp4 * power-of-two or e4m3 scale is exact in bf16)."""
-    return x.device.type == "cpu" or x.dtype != torch.bfloat16
+def dot_precision(x: torch.Tensor) -> str:
+    """How the kernels' tl.dot takes activations x (a constexpr): "bf16", bf16 operands on the tensor
+    cores (bf16 activations; decoded fp4 * power-of-two or e4m3 scale, and e4m3, are exact in bf16);
+    "tf32", fp32 operands on the tensor cores (fp16 activations on NVIDIA: fp16's 11 significant bits
+    and the decoded weights fit tf32's, so the products are exact, as in the reference); "ieee",
+    fp32 on the CUDA cores (fp32 activations, ROCm's fp16, and the interpreter, whose bf16 dot is
+    wrong)."""
+    if x.device.type == "cpu" or x.dtype == torch.float32:
+        return "ieee"
+    if x.dtype == torch.bfloat16:
+        return "bf16"
+    return "tf32" if x.dtype == torch.float16 and torch.version.hip is None else "ieee"
 
 
 def check_out(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str) -> torch.Tensor:

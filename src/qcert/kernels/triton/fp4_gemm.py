@@ -25,7 +25,7 @@ import triton.language as tl
 from ..layouts import fp4_tiles_fit
 from . import _helpers as h
 from . import fp4_gemv, fp4_gemv_mma, fp4_wgmma
-from ._launch import check_out, dot_in_fp32, kernel, round_into, row_align, split_buffers, store_buffer
+from ._launch import check_out, dot_precision, kernel, round_into, row_align, split_buffers, store_buffer
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
@@ -40,7 +40,7 @@ def _fp4_gemm(
     stride_ge,
     stride_cm,
     SCALE_KIND: tl.constexpr, HAS_GATHER: tl.constexpr, HAS_EXPERT: tl.constexpr,
-    HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr, DOT_F32: tl.constexpr,
+    HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
     E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
@@ -116,10 +116,10 @@ def _fp4_gemm(
                                 * scale[:, :, None], (BLOCK_N, BYTES))
                 # low nibble = element 2j, high = 2j + 1: joined along a last axis, K order again
                 w = tl.reshape(tl.join(lo, hi), (BLOCK_N, BLOCK_K))
-            if DOT_F32:
-                acc = tl.dot(a.to(tl.float32), tl.trans(w), acc, input_precision="ieee")
-            else:
+            if DOT == "bf16":
                 acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
+            else:  # tf32 or ieee (_launch.dot_precision)
+                acc = tl.dot(a.to(tl.float32), tl.trans(w), acc, input_precision=DOT)
 
     c_mask = (offs_m < M)[:, None] & n_ok[None, :]
     if SPLITS > 1:  # the tile's last program adds the partials [SPLITS, M, N] and stores C
@@ -247,7 +247,7 @@ def fp4_gemm(
         g.stride(0) if g is not None else 0,
         buf.stride(0),
         SCALE_KIND=scale_kind, HAS_GATHER=a_rows is not None, HAS_EXPERT=block_expert is not None,
-        HAS_G=g is not None, HAS_BIAS=bias is not None, SPLITS=grid[2], DOT_F32=dot_in_fp32(a),
+        HAS_G=g is not None, HAS_BIAS=bias is not None, SPLITS=grid[2], DOT=dot_precision(a),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk, TILED=tiled, WORDS=words,
         W_ALIGN=row_align(w), S_ALIGN=row_align(scales), num_warps=warps, num_stages=stages,
     )

@@ -1,8 +1,8 @@
 """Small-M (decode) FP4 GEMM: C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]), M <= 16.
 
-bf16 activations on an NVIDIA GPU go to the tensor-core kernel in fp4_gemv_mma.py. The kernels here
-serve the rest: fp16/fp32 activations, and the interpreter (CPU CI), where they check the same
-launch logic. Both are shaped for few instructions per weight and loads without masks:
+bf16 and fp16 activations on an NVIDIA GPU go to the tensor-core kernel in fp4_gemv_mma.py. The
+kernels here serve the rest: fp32 activations (and fp16 on ROCm), and the interpreter (CPU CI),
+where they check the same launch logic. Both are shaped for few instructions per weight and loads without masks:
 - weights are read as int32 words (8 e2m1 codes each) in [BLOCK_N, groups, words-per-group]
   tiles, so one scale serves a whole 16-byte (MXFP4) or 8-byte (NVFP4) vector load;
 - rows past N re-read row N-1 (stores are masked), so only a ragged K needs masked loads;
@@ -259,7 +259,7 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tup
         return 16, 64, 2, 4, 1
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
-    # 4 rows per program, so there are many programs. M >= 2 (fp32 dot, fp16/fp32 activations):
+    # 4 rows per program, so there are many programs. M >= 2 (fp32 dot: fp32 activations, fp16 on ROCm):
     # 32-row tiles split 4 ways along K. Split K (each split's partials, added by the row block's
     # last program) until the SMs have several programs each.
     if m == 1:
@@ -290,7 +290,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
              cfg: tuple | None = None, mma: bool | None = None) -> torch.Tensor:
     """A [M <= 16, K] x fp4 W [N, K//2] (scales [N, K//G], g [N] fp32, any stride) -> C [M, N].
 
-    mma: the tensor-core kernel (fp4_gemv_mma; default: where it runs, bf16 activations on an
+    mma: the tensor-core kernel (fp4_gemv_mma; default: where it runs, bf16 or fp16 activations on an
     NVIDIA GPU), cfg then (rows, k_warps, chunks, split_k); mma=False takes the kernels here, cfg
     (BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
     m, k = a.shape

@@ -1,8 +1,10 @@
-"""Small-M FP4 GEMM on the tensor cores, one warp-wide `mma.sync` at a time (bf16 activations).
+"""Small-M FP4 GEMM on the tensor cores, one warp-wide `mma.sync` at a time (bf16 or fp16 activations).
 
 C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]) for M <= 16, weights MXFP4 or NVFP4 in the
 plain checkpoint layout, on NVIDIA GPUs from sm_80 on (`mma.sync.m16n8k16` bf16 -> fp32). The engine's
-bf16 decode path; fp4_gemv.py keeps the kernels for other activation dtypes and for the interpreter.
+bf16 and fp16 decode path; fp4_gemv.py keeps the kernels for fp32 activations and for the interpreter.
+fp16 activations go through the same bf16 mmas as two exact bf16 parts (hi + lo, `_F16_PARTS`), each
+multiplied into the same accumulators: twice the mmas, the same loads.
 
 Why not tl.dot: the weights are decoded in registers, and triton moves a computed operand into the
 mma's register layout through shared memory (a store, a barrier and a load per tile); at M <= 16
@@ -156,6 +158,33 @@ def _fragment(x, MAPPED: tl.constexpr):
         return _pairs(x01, x23, x45, x67)
 
 
+# fp16 activations: each fp16x2 word -> two bf16x2 words, hi = bf16(x) and lo = bf16(x - hi), with
+# hi + lo == x exactly (fp16's 11 significant bits: hi takes 8, the rest is at most 4 bits, and
+# fp16's exponents all lie in bf16's normal range), so the bf16 mmas of hi and lo add the exact
+# products. hi saturates (.satfinite): an infinite x gives hi = +-max bf16 and lo = +-inf, so the
+# products stay infinite instead of inf - inf = NaN.
+_F16_PARTS = tl.constexpr(
+    "{\n.reg .b16 l, h;\n.reg .b32 f0, f1, g0, g1;\nmov.b32 {l, h}, $2;\ncvt.f32.f16 f0, l;\ncvt.f32.f16 f1, h;\n"
+    "cvt.rn.satfinite.bf16x2.f32 $0, f1, f0;\nshl.b32 g0, $0, 16;\nand.b32 g1, $0, 0xFFFF0000;\n"
+    "sub.f32 f0, f0, g0;\nsub.f32 f1, f1, g1;\ncvt.rn.bf16x2.f32 $1, f1, f0;\n}")
+
+
+@triton.jit
+def _f16_parts(x):
+    """fp16x2 words (int32) -> (hi, lo) bf16x2 words with hi + lo == x (_F16_PARTS)."""
+    return tl.inline_asm_elementwise(_F16_PARTS, "=r,=r,r", [x], dtype=(tl.int32, tl.int32), is_pure=True, pack=1)
+
+
+@triton.jit
+def _parts4(x0, x1, x2, x3):
+    """A lane's 4 fp16x2 activation tensors -> their hi parts and their lo parts (_f16_parts)."""
+    h0, l0 = _f16_parts(x0)
+    h1, l1 = _f16_parts(x1)
+    h2, l2 = _f16_parts(x2)
+    h3, l3 = _f16_parts(x3)
+    return h0, h1, h2, h3, l0, l1, l2, l3
+
+
 @triton.jit
 def _mma(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
     """One warp-wide m16n8k16 bf16 mma with fp32 accumulators (every lane passes its fragment)."""
@@ -250,14 +279,32 @@ def _ld(ptrs, mask, EVEN_K: tl.constexpr, EVICT: tl.constexpr):
 
 
 @triton.jit
+def _pick(i: tl.constexpr, x0, x1, x2, x3):
+    """x_i for a compile-time i (register renames)."""
+    return x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3))
+
+
+@triton.jit
+def _mma_word(p0, q0, p1, q1, p2, q2, p3, q3, x, acc0, acc1, acc2, acc3, MAPPED: tl.constexpr):
+    """A decoded word of each of the lane's two rows (p: row g, q: row g + 8) times one n8 tile's
+    activation word x: two k16 mmas into the tile's accumulators."""
+    b0, b1, b2, b3 = _fragment(x, MAPPED)
+    acc0, acc1, acc2, acc3 = _mma(p0, q0, p1, q1, b0, b1, acc0, acc1, acc2, acc3)
+    return _mma(p2, q2, p3, q3, b2, b3, acc0, acc1, acc2, acc3)
+
+
+@triton.jit
 def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
-                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                x0, x1, x2, x3, y0, y1, y2, y3, xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3,
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                 SCALE_KIND: tl.constexpr, EVEN_K: tl.constexpr, LANE_K: tl.constexpr, TWO_TILES: tl.constexpr,
-                TILED: tl.constexpr, MAPPED: tl.constexpr):
+                TILED: tl.constexpr, MAPPED: tl.constexpr, A_F16: tl.constexpr):
     """One 16-row tile (pointers of the lane's rows g and g + 8 into the words and the scales; in
     the tile layout the lane's own 16 bytes of each half and its scale bytes), one lane chunk of 32
-    columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators. Past K:
-    codes and scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
+    columns (k_lane..): load, decode, add the products into the n8 tiles' accumulators (x: the
+    first tile's activation words, y: the second's; A_F16: x and y are the fp16 activations' hi
+    parts and xl, yl their lo parts, both added into the same accumulators). Past K: codes and
+    scale bytes 0 (finite), A's columns 0: the tail adds nothing."""
     word = w_col[:, None] + tl.arange(0, 4)[None, :]
     if LANE_K:  # K ends on a lane chunk: one mask per lane keeps the loads 16 bytes wide
         wmask = (k_lane < K)[:, None]
@@ -285,17 +332,19 @@ def _tile_chunk(wl_row, wh_row, sl_row, sh_row, K, k_lane, w_col, s_col,
     wl0, wl1, wl2, wl3 = _split4(wl)
     wh0, wh1, wh2, wh3 = _split4(wh)
     for i in tl.static_range(4):  # the lane's 4 words per row: columns k_lane + 8i .. + 7
-        wl_i = wl0 if i == 0 else (wl1 if i == 1 else (wl2 if i == 2 else wl3))
-        wh_i = wh0 if i == 0 else (wh1 if i == 1 else (wh2 if i == 2 else wh3))
-        p0, p1, p2, p3 = _decode(wl_i, sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0, MAPPED)
-        q0, q1, q2, q3 = _decode(wh_i, sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0, MAPPED)
-        b0, b1, b2, b3 = _fragment(x0 if i == 0 else (x1 if i == 1 else (x2 if i == 2 else x3)), MAPPED)
-        acc0, acc1, acc2, acc3 = _mma(p0, q0, p1, q1, b0, b1, acc0, acc1, acc2, acc3)
-        acc0, acc1, acc2, acc3 = _mma(p2, q2, p3, q3, b2, b3, acc0, acc1, acc2, acc3)
+        p0, p1, p2, p3 = _decode(_pick(i, wl0, wl1, wl2, wl3), sc_lo0 if i < 2 else sc_lo1, SCALE_KIND == 0, MAPPED)
+        q0, q1, q2, q3 = _decode(_pick(i, wh0, wh1, wh2, wh3), sc_hi0 if i < 2 else sc_hi1, SCALE_KIND == 0, MAPPED)
+        acc0, acc1, acc2, acc3 = _mma_word(p0, q0, p1, q1, p2, q2, p3, q3, _pick(i, x0, x1, x2, x3),
+                                           acc0, acc1, acc2, acc3, MAPPED)
+        if A_F16:
+            acc0, acc1, acc2, acc3 = _mma_word(p0, q0, p1, q1, p2, q2, p3, q3, _pick(i, xl0, xl1, xl2, xl3),
+                                               acc0, acc1, acc2, acc3, MAPPED)
         if TWO_TILES:
-            e0, e1, e2, e3 = _fragment(y0 if i == 0 else (y1 if i == 1 else (y2 if i == 2 else y3)), MAPPED)
-            acc4, acc5, acc6, acc7 = _mma(p0, q0, p1, q1, e0, e1, acc4, acc5, acc6, acc7)
-            acc4, acc5, acc6, acc7 = _mma(p2, q2, p3, q3, e2, e3, acc4, acc5, acc6, acc7)
+            acc4, acc5, acc6, acc7 = _mma_word(p0, q0, p1, q1, p2, q2, p3, q3, _pick(i, y0, y1, y2, y3),
+                                               acc4, acc5, acc6, acc7, MAPPED)
+            if A_F16:
+                acc4, acc5, acc6, acc7 = _mma_word(p0, q0, p1, q1, p2, q2, p3, q3, _pick(i, yl0, yl1, yl2, yl3),
+                                                   acc4, acc5, acc6, acc7, MAPPED)
     return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
 
 
@@ -308,6 +357,7 @@ def _fp4_gemv_mma(
     EVEN_K: tl.constexpr, LANE_K: tl.constexpr, TWO_TILES: tl.constexpr, ROWS: tl.constexpr, K_WARPS: tl.constexpr,
     CHUNKS: tl.constexpr, ITERS: tl.constexpr, GATHER: tl.constexpr, GROUPED: tl.constexpr, TILED: tl.constexpr,
     MAPPED: tl.constexpr, A_ALIGN: tl.constexpr, W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr, SPLIT: tl.constexpr,
+    A_F16: tl.constexpr,
 ):
     # A program: ROWS 16-row tiles x K_WARPS warps taking turns over the split's K range, CHUNKS
     # 128-column steps each (module docstring). K splits vary fastest in the grid, so the programs
@@ -389,15 +439,24 @@ def _fp4_gemv_mma(
             y0, y1, y2, y3 = x0, x1, x2, x3
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
+            xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, y0, y1, y2, y3
+            if A_F16:  # fp16 activations: hi and lo bf16 parts, converted once for both row tiles
+                if TWO_TILES:
+                    y0, y1, y2, y3, yl0, yl1, yl2, yl3 = _parts4(y0, y1, y2, y3)
+                x0, x1, x2, x3, xl0, xl1, xl2, xl3 = _parts4(x0, x1, x2, x3)
+                if not TWO_TILES:
+                    y0, y1, y2, y3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, xl0, xl1, xl2, xl3
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
                 p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
-                x0, x1, x2, x3, y0, y1, y2, y3, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
-                SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED)
+                x0, x1, x2, x3, y0, y1, y2, y3, xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3,
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED,
+                A_F16)
             if ROWS == 2:
                 bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7 = _tile_chunk(
                     p2, p3, q2, q3, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
-                    x0, x1, x2, x3, y0, y1, y2, y3, bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7,
-                    SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED, MAPPED)
+                    x0, x1, x2, x3, y0, y1, y2, y3, xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3,
+                    bcc0, bcc1, bcc2, bcc3, bcc4, bcc5, bcc6, bcc7, SCALE_KIND, EVEN_K, LANE_K, TWO_TILES, TILED,
+                    MAPPED, A_F16)
 
     # the tiles' sums over the K warps: [32, 4] per n8 tile, lane l rows row + l // 4 (and + 8)
     lane = tl.arange(0, 32)
@@ -520,9 +579,12 @@ def check_lanes(compiled, warps: int) -> None:
     _LANES_CHECKED.add(compiled.hash)
 
 
+ACT_DTYPES = (torch.bfloat16, torch.float16)  # fp16 as two exact bf16 parts (_F16_PARTS)
+
+
 def usable(a: torch.Tensor) -> bool:
-    """bf16 activations on an NVIDIA GPU with bf16 mma.sync (sm_80 on)."""
-    if a.device.type != "cuda" or a.dtype != torch.bfloat16 or torch.version.hip is not None:
+    """bf16 or fp16 activations on an NVIDIA GPU with bf16 mma.sync (sm_80 on)."""
+    if a.device.type != "cuda" or a.dtype not in ACT_DTYPES or torch.version.hip is not None:
         return False
     return device_facts(a.device)[0][0] >= 8
 
@@ -583,7 +645,7 @@ def as_words(w: torch.Tensor) -> torch.Tensor:
 
 
 def as_pairs(a: torch.Tensor) -> torch.Tensor:
-    """bf16 activations [M, K] (K even) -> int32 [M, K // 2], each element a pair of columns; copied
+    """bf16 or fp16 activations [M, K] (K even) -> int32 [M, K // 2], each element a pair of columns; copied
     only when the rows are not 4-byte aligned."""
     if a.stride(1) != 1 or a.stride(0) % 2 or a.storage_offset() % 2:
         a = a.contiguous()
@@ -592,7 +654,7 @@ def as_pairs(a: torch.Tensor) -> torch.Tensor:
 
 def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None, *, a_rows=None, block_expert=None,
                  block_m=None, tiled: bool = False, mapped: bool = False, max_regs: int | None = None):
-    """A [M <= 16, K] bf16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
+    """A [M <= 16, K] bf16 or fp16 x words [N, K // 8] int32 (scales uint8 [N, K // G], g [N] fp32 or None)
     -> C [M, N] in out_dtype (or into `out`). cfg: (rows, k_warps, chunks, split_k). tiled: W and
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
@@ -602,6 +664,8 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
     A, in M-blocks of block_m <= 16 rows; block b multiplies W[block_expert[b]] (-1: zeros)."""
+    if a.dtype not in ACT_DTYPES:
+        raise ValueError(f"fp4_gemv_mma: activations {a.dtype}: the tensor-core GEMV takes bf16 or fp16")
     k = a.shape[1]
     n = words.shape[-2]
     scales = scales.view(torch.uint8)  # e8m0 bytes or e4m3 bits, whichever dtype they arrive in
@@ -645,7 +709,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps,
         CHUNKS=chunks, ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled,
         MAPPED=tiled or mapped, A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales),
-        SPLIT=grid[0], num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
+        SPLIT=grid[0], A_F16=a.dtype == torch.float16, num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
     )
     check_lanes(compiled, k_warps)
     return c

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from . import _helpers as h
-from ._launch import check_out, device_facts, dot_in_fp32, kernel, round_into, store_buffer
+from ._launch import check_out, device_facts, dot_precision, kernel, round_into, store_buffer
 from .act_quant import fp8_quant
 
 
@@ -24,7 +24,7 @@ def _fp8_gemm(
     a_ptr, w_ptr, ws_ptr, as_ptr, bias_ptr, c_ptr,
     M, N, K, stride_am, stride_wn, stride_cm,
     W8A8: tl.constexpr, PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, NATIVE: tl.constexpr,
-    DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, ITERS: tl.constexpr, E4M3_TO_F32: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -53,10 +53,10 @@ def _fp8_gemm(
             w = tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0.0)
             if W8A8:
                 acc = tl.dot(a, tl.trans(w), acc)
-            elif DOT_F32:
-                acc = tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision="ieee")
-            else:
+            elif DOT == "bf16":
                 acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
+            else:  # tf32 or ieee (_launch.dot_precision)
+                acc = tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision=DOT)
         else:
             w = E4M3_TO_F32(tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0).to(tl.int32))
             if W8A8:
@@ -216,7 +216,7 @@ def fp8_gemm(x: torch.Tensor, w_fp8: torch.Tensor, w_scale, *, bias=None, input_
             a, w, ws, a_s, bias if bias is not None else ws, buf,
             m, n, k, a.stride(0), w.stride(0), buf.stride(0),
             W8A8=w8a8, PER_CHANNEL=per_channel, HAS_BIAS=bias is not None, NATIVE=native,
-            DOT_F32=dot_in_fp32(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm, ITERS=triton.cdiv(k, bk),
+            DOT=dot_precision(x), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=gm, ITERS=triton.cdiv(k, bk),
             num_warps=warps, num_stages=stages,
         )
     round_into(c, buf)

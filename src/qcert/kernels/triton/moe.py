@@ -5,7 +5,7 @@ each. GEMM 1 gathers x rows through the sorted token ids against w13[e] (gate an
 SiLU(gate) * up is rounded to the model dtype (as engines materialise it) and, for W4A4, MXFP4- or
 NVFP4-QDQ'd; GEMM 2 runs it against w2[e]; each token's k results are weighted by topk_weights and
 summed in fp32 (a gather through the routing's slot_row: no atomics, so the sum order is fixed).
-Decode-sized MoE with bf16 GEMM inputs on an NVIDIA GPU runs both GEMMs on the tensor-core GEMV's
+Decode-sized MoE with bf16 or fp16 GEMM inputs on an NVIDIA GPU runs both GEMMs on the tensor-core GEMV's
 grouped mode (8-row blocks, fp4_gemv_mma) instead of the general kernel (fp4_gemm, 16- or 64-row
 blocks). A decode step is then five kernels: routing, GEMM, SiLU * up, GEMM, weighted sum."""
 
@@ -53,7 +53,7 @@ def _gemm_input(a: torch.Tensor, g, qdq):
 
 
 def _decode_gemv(x: torch.Tensor, rows: int) -> bool:
-    """Decode-sized MoE on an NVIDIA GPU with bf16 activations: both grouped GEMMs on the tensor-core
+    """Decode-sized MoE on an NVIDIA GPU with bf16 or fp16 activations: both grouped GEMMs on the tensor-core
     GEMV (fp4_gemv_mma), 8-row blocks. The activation QDQs give bf16 too (act_quant.py)."""
     return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x)
 

@@ -11,7 +11,7 @@ import torch
 import triton  # (ImportError here = triton not installed, reported by the registry)
 
 from ..registry import register_backend
-from . import fp4_wgmma
+from . import fp4_gemv_mma, fp4_wgmma
 from ._launch import available, check_out
 from .act_quant import mxfp4_qdq, nvfp4_qdq
 from .fp4_gemm import E4M3, E8M0, fp4_gemm
@@ -85,14 +85,14 @@ TILES = "triton_tiles"
 
 
 def _tiles_available(ctx) -> "bool | str":
-    """triton's check, and the layout pays only where its GEMV runs: bf16 on NVIDIA (mma.sync)."""
+    """triton's check, and the layout pays only where its GEMV runs: bf16 or fp16 on NVIDIA (mma.sync)."""
     ok = available(ctx)
     if ok is not True:
         return ok
     if ctx.is_rocm:
         return "the fp4_tiles GEMV is NVIDIA-only (mma.sync); ROCm keeps the plain layout"
-    if ctx.dtype is not None and ctx.dtype != torch.bfloat16:
-        return f"activation dtype {ctx.dtype}: the fp4_tiles GEMV takes bf16"
+    if ctx.dtype is not None and ctx.dtype not in fp4_gemv_mma.ACT_DTYPES:
+        return f"activation dtype {ctx.dtype}: the fp4_tiles GEMV takes bf16 or fp16"
     return True
 
 
@@ -118,10 +118,12 @@ def nvfp4_linear_wgmma(x, w_packed, w_block_scale, w_scale_2, bias=None, input_s
 
 
 def _wgmma_available(ctx) -> "bool | str":
-    """The tile layout's check, on an sm_90 GPU with Gluon (wgmma is sm_90a's)."""
+    """The tile layout's check, bf16 activations, on an sm_90 GPU with Gluon (wgmma is sm_90a's)."""
     ok = _tiles_available(ctx)
     if ok is not True:
         return ok
+    if ctx.dtype is not None and ctx.dtype != torch.bfloat16:
+        return f"activation dtype {ctx.dtype}: the warpgroup-MMA GEMV takes bf16"
     if not fp4_wgmma.available():
         return f"triton {triton.__version__} has no Gluon (triton.experimental.gluon)"
     if ctx.device_type != "cuda" or ctx.capability != (9, 0):
