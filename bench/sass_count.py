@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiled", action="store_true", help="weights in layouts.fp4_tiles")
     p.add_argument("--words", action="store_true", help="weights in layouts.fp4_words (the word map, plain rows)")
     p.add_argument("--max-regs", type=int, default=None,
-                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled, else 128; 0 none)")
+                   help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled bf16, else 128; 0 none)")
     p.add_argument("--k", type=int, default=K, help="K (default 8192; 2880 is gpt-oss' MoE)")
     p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
     p.add_argument("--f16", action="store_true", help="fp16 activations (tensor-core GEMV: hi and lo bf16 parts; general kernel: tf32 dot)")
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                      SPLIT=triton.cdiv(a.k, k_per_split), A_F16=a.f16, **aligns)
         types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
-        cap = fvm.register_cap(rows, a.max_regs, a.tiled)
+        cap = fvm.register_cap(rows, a.max_regs, a.tiled, a.f16)
     elif a.m == 1:
         bn, bk, split, warps, stages = a.cfg
         kernel = fv.fp4_gemv1_kernel

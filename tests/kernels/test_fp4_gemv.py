@@ -421,3 +421,32 @@ def test_fp4_wgmma_compiles_for_sm90_without_a_gpu(kind, warps):
     copies = re.findall(r"cp\.async\.ca\.shared\.global [^\n]*", ptx)
     assert copies and all(", 0x4," in c for c in copies), copies[:2]  # 4-byte copies: bf16 pairs
     assert ptx.count("atom.global.gpu.acq_rel.add") == 1  # the row block's count
+
+
+def _sass_count(*args: str) -> str:
+    """bench/sass_count.py's report: the tensor-core GEMV built for sm_90 by this machine's triton and
+    ptxas, no GPU needed (it also runs check_lanes on the build)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, str(root / "bench" / "sass_count.py"), *args], capture_output=True,
+                         text=True, timeout=600, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
+@pytest.mark.parametrize("kind,m,cfg,layout", [("nvfp4", 16, "2,8,1,1", "--tiled"), ("mxfp4", 8, "1,8,1,1", "--words"),
+                                                ("mxfp4", 13, "2,4,1,2", "--words")])
+def test_fp4_gemv_mma_builds_fp16_activations_for_sm90_without_a_gpu(kind, m, cfg, layout):
+    """fp16 activations' GEMV (hi and lo parts) as ptxas builds it for sm_90: twice the bf16 build's
+    mmas per step (its numbers only a GPU checks: test_fp4_gemv_mma_takes_fp16_activations_exactly),
+    and under the default register cap nothing spills (NVFP4's parts spilled at the bf16 tile cap, 96)."""
+    import re
+
+    pytest.importorskip("triton.backends.nvidia")
+    bf16, f16 = (_sass_count("--kind", kind, "--m", str(m), "--cfg", cfg, layout, *extra) for extra in ((), ("--f16",)))
+    hmma = [int(re.search(r"HMMA (\d+)", out).group(1)) for out in (bf16, f16)]
+    assert hmma[1] == 2 * hmma[0] > 0, hmma
+    assert re.search(r"stack 0 bytes", f16), f16

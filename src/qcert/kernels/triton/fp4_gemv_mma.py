@@ -623,15 +623,17 @@ def config(m: int, n: int, k: int, sms: int = 132, grouped: bool = False) -> tup
     return rows, k_warps, 1, split
 
 
-def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False) -> int | None:
+def register_cap(rows: int, max_regs: int | None = None, tiled: bool = False, f16: bool = False) -> int | None:
     """The maxnreg a launch passes (fp4_gemv_mma's max_regs; None: the default). Two tiles want 2
     programs of 8 warps per SM: at 136 registers (NVFP4, M = 16, before the word map) only one fit,
     31 us instead of 22 at N = K = 8192. The tile layout at 96 (M = 16, (2, 8, 1, 1), no spill) took
     19.6 / 19.1 us (MXFP4 / NVFP4) on the H100, against 19.9 / 19.8 at 128 (ptxas then took 102 /
     110). The plain layout's longer decode spills at 96 (8 / 16 bytes; 114 / 113 registers
-    uncapped), so it keeps 128 (bench/sass_count.py)."""
+    uncapped), so it keeps 128 (bench/sass_count.py). So do fp16 activations (f16): their parts
+    spill NVFP4 at 96 on the tile layout (48 bytes, 9 local loads a step) and fit in 122 / 125 at
+    128 (tile / plain layout; MXFP4 120 / 117)."""
     if max_regs is None:
-        return (96 if tiled else 128) if rows == 2 else None
+        return (96 if tiled and not f16 else 128) if rows == 2 else None
     return max_regs or None
 
 
@@ -659,7 +661,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     scales are in layouts.fp4_tiles (N a multiple of 16, K of 128; not grouped). mapped: the plain
     layout's rows with each word under the word map (layouts.fp4_words; the tile layout's words are).
     max_regs: registers per thread ptxas may use; None: with two 16-row tiles per program (rows = 2)
-    96 (tiled) or 128, else no cap; 0: no cap.
+    96 (tiled, bf16) or 128, else no cap; 0: no cap.
 
     Grouped (MoE decode, block_expert given): words [E, N, K // 8], scales [E, N, K // G], g [E, N]
     or None. C has a row per entry of a_rows (A's row; -1 padding) or, without a_rows, per row of
@@ -699,6 +701,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
     c = check_out(out, (m_rows, n), out_dtype, a.device, "fp4_gemv_mma")
     part, counts = split_buffers(grid[0], (m, n), grid[1], a.device, c)  # partials [split, M, N]
     a_words = as_pairs(a)
+    f16 = a.dtype == torch.float16  # the activations enter the mmas as two bf16 parts
     dummy = c
     compiled = _fp4_gemv_mma[grid](
         a_words, a_rows if a_rows is not None else dummy, words, scales, g if g is not None else dummy,
@@ -709,7 +712,7 @@ def fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None
         EVEN_K=k_per_split * grid[0] == k, LANE_K=k % 32 == 0, TWO_TILES=m > 8, ROWS=rows, K_WARPS=k_warps,
         CHUNKS=chunks, ITERS=k_per_split // step, GATHER=a_rows is not None, GROUPED=grouped, TILED=tiled,
         MAPPED=tiled or mapped, A_ALIGN=row_align(a_words), W_ALIGN=row_align(words), S_ALIGN=row_align(scales),
-        SPLIT=grid[0], A_F16=a.dtype == torch.float16, num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled),
+        SPLIT=grid[0], A_F16=f16, num_warps=k_warps, num_stages=1, maxnreg=register_cap(rows, max_regs, tiled, f16),
     )
     check_lanes(compiled, k_warps)
     return c
