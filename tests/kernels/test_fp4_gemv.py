@@ -97,7 +97,7 @@ def test_fp4_gemv_mma_matches_reference(kind, m, n, k, cfg):
     assert_close_rel(got, want, "fp32")
 
 
-F16_CASES = [  # fp16 activations (hi and lo bf16 parts): one and two n8 tiles, ragged K, splits, grouped rows
+F16_CASES = [  # fp16 activations (hi and lo bf16 parts): one and two n8 tiles, ragged K, splits
     ("mxfp4", 1, 8192, 8192, None),
     ("mxfp4", 3, 515, 2880, (1, 1, 2, 1)),
     ("mxfp4", 16, 300, 4096, (2, 4, 2, 2)),
@@ -110,20 +110,51 @@ F16_CASES = [  # fp16 activations (hi and lo bf16 parts): one and two n8 tiles, 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
 @pytest.mark.parametrize("kind,m,n,k,cfg", F16_CASES)
 def test_fp4_gemv_mma_takes_fp16_activations_exactly(kind, m, n, k, cfg):
-    """fp16 activations through the bf16 mmas as two parts: the reference's tolerance for fp32, and
-    an infinite activation gives the reference's infinities and NaNs (0 * inf) in its row."""
-    from qcert.kernels.triton import fp4_gemv_mma
+    """fp16 activations through the bf16 mmas as two parts, on the plain layout and (whole tiles)
+    the tile layout: the reference's tolerance for fp32, and an infinite activation gives the
+    reference's infinities and NaNs (0 * inf) in its row."""
+    from qcert.kernels import layouts
+    from qcert.kernels.triton import fp4_gemv_mma as fvm
 
     w, x, bias = _inputs(m, n, k)
     x, bias = (x * 100).to(torch.float16).cuda(), bias.to(torch.float16).cuda()  # past bf16's 8 bits
     x[0, 5] = -torch.inf
-    assert fp4_gemv_mma.usable(x)
-    got, want = _gemv_and_reference(kind, x, w, bias, cfg, out_dtype=torch.float32)
-    assert torch.equal(got[0].isnan(), want[0].isnan()) and got[0].isinf().any()
-    ok = ~want[0].isnan()
-    assert torch.equal(got[0][ok], want[0][ok])
-    if m > 1:
-        assert_close_rel(got[1:], want[1:], "fp32")  # a bf16-rounded x would be off by about 2^-9
+    assert fvm.usable(x)
+    wp, ws, kind_id, g, want = _quantized(kind, x, w, bias)
+    runs = [(fvm.as_words(wp), ws, False)]
+    if layouts.fp4_tiles_fit(n, k):
+        tw, ts = layouts.fp4_tiles(wp, ws)
+        runs.append((fvm.as_words(tw), ts, True))
+    for words, scales, tiled in runs:
+        got = fvm.fp4_gemv_mma(x, words, scales, kind_id, g, bias, None, torch.float32, cfg, tiled=tiled)
+        assert torch.equal(got[0].isnan(), want[0].isnan()) and got[0].isinf().any()
+        ok = ~want[0].isnan()
+        assert torch.equal(got[0][ok], want[0][ok])
+        if m > 1:
+            assert_close_rel(got[1:], want[1:], "fp32")  # a bf16-rounded x would be off by about 2^-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the tensor-core GEMV runs on an NVIDIA GPU only")
+def test_fp4_gemv_mma_grouped_takes_fp16_activations():
+    """The decode MoE's grouped launch with fp16 activations: rows gathered through a_rows, an expert
+    per 8-row block, an unused block (zeros); padding rows (-1) may hold anything and are skipped."""
+    from qcert.kernels.mxfp4 import dequantize_mxfp4
+    from qcert.kernels.triton import fp4_gemv_mma
+
+    e, n, k = 3, 80, 1024
+    gen = torch.Generator().manual_seed(12)
+    wp, ws = (torch.stack(t).cuda() for t in zip(*(quantize_mxfp4(torch.randn(n, k, generator=gen)) for _ in range(e))))
+    x = (torch.randn(5, k, generator=gen) * 100).to(torch.float16).cuda()
+    a_rows = torch.tensor([0, 3, 4, 1, 2, 0, -1, -1, 4, 2, 1, 0, 3, 3, 2, 1] + [-1] * 8, dtype=torch.int32).cuda()
+    block_expert = torch.tensor([2, 0, -1], dtype=torch.int32).cuda()
+    got = fp4_gemv_mma.fp4_gemv_mma(x, fp4_gemv_mma.as_words(wp), ws.view(torch.uint8), fv.E8M0, None, None, None,
+                                    torch.float32, a_rows=a_rows, block_expert=block_expert, block_m=8)
+    want = torch.zeros_like(got)
+    for i, (row, ex) in enumerate(zip(a_rows.tolist(), [2] * 8 + [0] * 8 + [-1] * 8)):
+        if ex >= 0 and row >= 0:
+            want[i] = x[row].float() @ dequantize_mxfp4(wp[ex], ws[ex]).T
+    used = (a_rows >= 0).cpu() | (torch.arange(24) >= 16)  # the unused block is written as zeros
+    assert_close_rel(got[used], want[used], "fp32")
 
 
 def _ttgir(threads: str) -> str:
@@ -205,7 +236,8 @@ def test_fp4_gemv_mma_on_tiles_equals_the_mapped_rows(kind, m, n, k, cfg):
     mapped = fvm.fp4_gemv_mma(x, fvm.as_words(mw), ws, kind_id, g, bias, None, torch.float32, cfg, mapped=True)
     assert_close_rel(got, want, "fp32")
     assert_close_rel(got, plain, "fp32")
-    # bit for bit at every split: each split's sums are the same, added in split order
+    # bit for bit at every split: each split's sums are the same, added in split order (asserted at
+    # every split since 2026-12-07 20:30, not yet run on a GPU: until then only without a split)
     assert torch.equal(got, mapped)
     # a K split over programs: each row block's last program adds the partials in split order, so a
     # second run (into an output full of NaN) gives the same bits
@@ -319,18 +351,6 @@ def test_row_align_is_the_power_of_two_dividing_the_row_strides(shape, dtype, wa
     t = torch.empty(shape, dtype=dtype)
     assert row_align(t) == want
     assert all(st % want == 0 for st in t.stride()[:-1])
-
-
-@pytest.mark.parametrize("device,dtype,want", [
-    ("meta", torch.bfloat16, "bf16"),  # "meta": a GPU-like device without a GPU
-    ("meta", torch.float16, "tf32"),  # exact: fp16 and the decoded weights fit tf32
-    ("meta", torch.float32, "ieee"),
-    ("cpu", torch.bfloat16, "ieee"),  # the interpreter's bf16 dot is wrong
-])
-def test_dot_precision_follows_the_activations(device, dtype, want):
-    from qcert.kernels.triton._launch import dot_precision
-
-    assert dot_precision(torch.empty(2, 2, dtype=dtype, device=device)) == want
 
 
 def test_no_kernel_adds_its_results_with_atomics():

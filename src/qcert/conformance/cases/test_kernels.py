@@ -244,7 +244,9 @@ GPU_CASES = {
         # T * k <= 64: decode-sized (triton: the tensor-core GEMV's grouped mode)
         ("w4a16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16)),
         ("w4a4-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, input_scale=True)),
-        ("w4a16-fp16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
+        ("w4a16-fp16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
+        # T * k = 148: the general grouped kernel, its tf32 dot for fp16
+        ("w4a16-fp16-prefill", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
     ]),
 }
 

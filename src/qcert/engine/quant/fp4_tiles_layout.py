@@ -1,7 +1,7 @@
 """The FP4 GEMV tile layout (kernels/layouts.fp4_tiles) as an in-place post-load transform.
 
 Dense MXFP4/NVFP4 linears get it when the backend that will run them consumes it: triton_tiles
-(bf16 activations on an NVIDIA GPU, where the tensor-core GEMV reads each warp step's weights as
+(bf16 or fp16 activations on an NVIDIA GPU, where the tensor-core GEMV reads each warp step's weights as
 one 1 KB block instead of 64-byte runs of 16 rows; bench/results/h100-triton.md), or the
 torch_tiles stand-in when asked for. Shapes without whole 16-row tiles and 128-column steps keep
 the plain layout; the backend's own check refuses other activation dtypes and ROCm.

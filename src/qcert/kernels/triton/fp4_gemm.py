@@ -180,7 +180,7 @@ def fp4_gemm(
     i is A[a_rows[i]] (zeros for padding). block_expert ([cdiv(m, block_m)] int32) picks W[e] per
     M-block; g [E, N] fp32 multiplies columns. C is out_dtype (default a.dtype), or `out`.
     tiled: one weight [N, K//2] and its scales in layouts.fp4_tiles (a linear, not the MoE); M <= 16
-    with bf16 activations on an NVIDIA GPU runs the tensor-core GEMV, the rest this kernel.
+    with bf16 or fp16 activations on an NVIDIA GPU runs the tensor-core GEMV, the rest this kernel.
     words: W in layouts.fp4_words (the plain layout, each word's bits under the word map).
     wgmma (with tiled): 8 < M <= 16 with bf16 activations on sm_90 runs the warpgroup-MMA GEMV
     (fp4_wgmma; the triton_wgmma backend asks for it) instead of the mma.sync one.

@@ -47,7 +47,9 @@ Exactness: the decode yields e2m1 * 2^-126 (bits placed in a bf16's subnormal/lo
 times 2^126 and the block scale in bf16 (MXFP4: two multiplies; NVFP4: one, the scale times 2^117,
 and the 2^-9 left over is taken back in fp32 at the end). e2m1 times a power of two or an e4m3
 value has at most 6 significant bits, so every decoded weight is exact and the tensor cores add
-exact products in fp32, as the reference does.
+exact products in fp32, as the reference does. fp16 activations' parts give exact products too;
+w * hi and w * lo are added by separate mmas, so the sum's order differs from the reference's (the
+GPU test holds it to the same fp32 tolerance).
 
 Figures and what was tried: bench/results/h100-triton.md.
 """
@@ -159,7 +161,7 @@ def _fragment(x, MAPPED: tl.constexpr):
 
 
 # fp16 activations: each fp16x2 word -> two bf16x2 words, hi = bf16(x) and lo = bf16(x - hi), with
-# hi + lo == x exactly (fp16's 11 significant bits: hi takes 8, the rest is at most 4 bits, and
+# hi + lo == x exactly (fp16's 11 significant bits: hi takes 8, the rest has at most 2, and
 # fp16's exponents all lie in bf16's normal range), so the bf16 mmas of hi and lo add the exact
 # products. hi saturates (.satfinite): an infinite x gives hi = +-max bf16 and lo = +-inf, so the
 # products stay infinite instead of inf - inf = NaN.
@@ -422,7 +424,7 @@ def _fp4_gemv_mma(
             p3 = w_ptr + tl.minimum(row0 + 24, N - 1).to(tl.int64) * stride_wn
             q2 = s_ptr + tl.minimum(row0 + 16, N - 1).to(tl.int64) * stride_sn
             q3 = s_ptr + tl.minimum(row0 + 24, N - 1).to(tl.int64) * stride_sn
-    a_word = tl.multiple_of(first * 64 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16 pairs
+    a_word = tl.multiple_of(first * 64 + c * 16, 4)[:, None] + tl.arange(0, 4)[None, :]  # A as bf16/fp16 pairs
     a1_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g, M, GATHER)[:, None] * stride_am + a_word  # rows g, g + 8
     a2_ptrs = a_ptr + _a_row(a_rows_ptr, blk_row, g + 8, M, GATHER)[:, None] * stride_am + a_word
 
@@ -441,7 +443,7 @@ def _fp4_gemv_mma(
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
             xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, y0, y1, y2, y3
             if A_F16:  # fp16 activations: hi and lo bf16 parts, converted once for both row tiles
-                if TWO_TILES:
+                if TWO_TILES:  # (y first: without a second tile y is x as loaded)
                     y0, y1, y2, y3, yl0, yl1, yl2, yl3 = _parts4(y0, y1, y2, y3)
                 x0, x1, x2, x3, xl0, xl1, xl2, xl3 = _parts4(x0, x1, x2, x3)
                 if not TWO_TILES:
@@ -517,7 +519,7 @@ def _a_row(a_rows_ptr, base, m, M, GATHER: tl.constexpr):
 
 @triton.jit
 def _load_a(ptrs, k_lane, K, EVEN_K: tl.constexpr):
-    """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 each)."""
+    """The lane's 32 columns of one row of A: four [32W, 4] int32 tensors (8 bf16 or fp16 each)."""
     return (_ld(ptrs, (k_lane < K)[:, None], EVEN_K, ""), _ld(ptrs + 4, (k_lane + 8 < K)[:, None], EVEN_K, ""),
             _ld(ptrs + 8, (k_lane + 16 < K)[:, None], EVEN_K, ""), _ld(ptrs + 12, (k_lane + 24 < K)[:, None], EVEN_K, ""))
 

@@ -54,7 +54,7 @@ def _gemm_input(a: torch.Tensor, g, qdq):
 
 def _decode_gemv(x: torch.Tensor, rows: int) -> bool:
     """Decode-sized MoE on an NVIDIA GPU with bf16 or fp16 activations: both grouped GEMMs on the tensor-core
-    GEMV (fp4_gemv_mma), 8-row blocks. The activation QDQs give bf16 too (act_quant.py)."""
+    GEMV (fp4_gemv_mma), 8-row blocks. W4A4's activation QDQs give bf16 (act_quant.py), which it takes."""
     return rows <= DECODE_ROWS and fp4_gemv_mma.usable(x)
 
 
