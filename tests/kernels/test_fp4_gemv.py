@@ -293,6 +293,22 @@ def test_fp4_wgmma_refuses_an_output_of_another_shape():
                      torch.bfloat16, (1, 2, 4, None))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_tensor_core_gemvs_refuse_activations_they_cannot_take(dtype):
+    """The warpgroup-MMA GEMV takes bf16 only and the mma.sync one bf16 or fp16: another dtype is a
+    clear error before any launch, not its bits read as bf16."""
+    from qcert.kernels.triton import fp4_gemv_mma as fvm
+    from qcert.kernels.triton import fp4_wgmma as fw
+
+    words, scales = fvm.as_words(torch.zeros(16, 64, dtype=torch.uint8)), torch.zeros(16, 4, dtype=torch.uint8)
+    a = torch.zeros(12, 128, dtype=dtype)
+    with pytest.raises(ValueError, match=r"fp4_wgmma: activations torch\.float(16|32): .* takes bf16"):
+        fw.fp4_wgmma(a, words, scales, fv.E8M0, None, None, None, torch.float32, (1, 2, 4, None))
+    if dtype == torch.float32:
+        with pytest.raises(ValueError, match=r"fp4_gemv_mma: activations torch\.float32: .* takes bf16 or fp16"):
+            fvm.fp4_gemv_mma(a, words, scales, fv.E8M0, None, None, None, torch.float32)
+
+
 def test_tile_layout_refuses_shapes_it_cannot_hold():
     from qcert.kernels import layouts
     from qcert.kernels.triton import fp4_gemv_mma as fvm

@@ -271,6 +271,8 @@ def fp4_wgmma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg=None):
             or not scales.is_contiguous() or not 0 < m <= 16:
         raise ValueError(f"fp4_wgmma: takes A [M <= 16, K] and tile-layout words [N, K // 8] (N % 16 == 0, "
                          f"K % 128 == 0), got A {tuple(a.shape)}, words {tuple(words.shape)}")
+    if a.dtype != torch.bfloat16:  # as_pairs would hand fp16 bits to the bf16 MMAs as they are
+        raise ValueError(f"fp4_wgmma: activations {a.dtype}: the warpgroup-MMA GEMV takes bf16")
     if n * k // 8 >= 2**31:
         raise ValueError(f"fp4_wgmma: N x K = {n} x {k} is past the kernel's int32 offsets")
     split, prefetch, warps, max_regs = cfg or config(m, n, k, device_facts(a.device)[1])
