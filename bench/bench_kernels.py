@@ -9,8 +9,8 @@
   weights (the baseline a loader without a kernel falls back to); and MXFP4 at N = 2048, K = 8192,
   a shape whose 16-row tiles do not fill the SMs (M = 16 splits K over programs);
 - FP8 W8A8 GEMM at prefill sizes vs torch._scaled_mm (per-tensor scales) on the same operands;
-- fp16 activations: the GEMV (tile layout) and the MXFP4 prefill GEMM against bf16 activations on the
-  same kernels and against the fp32 CUDA-core dots fp16 took before;
+- fp16 and fp32 activations: the GEMV and the MXFP4 prefill GEMM against bf16 activations on the
+  same kernels and against the ieee fp32 dots on the CUDA cores both took before;
 - MXFP4 and NVFP4 W4A4 MoE timings (eager, and replayed in a CUDA graph) against the touched
   experts' bytes, the general grouped kernel at decode sizes, and the torch reference.
 Times are triton.testing.do_bench medians (ms -> us). Speed is never asserted in tests.
@@ -19,6 +19,7 @@ Times are triton.testing.do_bench medians (ms -> us). Speed is never asserted in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -36,7 +37,7 @@ from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
 from qcert.kernels.triton import moe as tmoe
-from qcert.kernels.triton._launch import device_facts, dot_precision
+from qcert.kernels.triton._launch import device_facts
 from qcert.kernels.triton import ops as tops
 from qcert.kernels.triton.fp8_gemm import fp8_gemm
 from qcert.conformance.cases.test_kernels import layout_args  # weights into the layout a backend reads
@@ -231,50 +232,92 @@ def gemv_rows(kind: str, bw: float, ms=(1, 2, 4, 8, 16), n=8192, k=8192, configs
     return rows, sweep
 
 
-def fp16_rows(bw: float, n=8192, k=8192):
-    """fp16 activations (the engine serves fp16 models too), baselines in the same run: bf16
-    activations on the same kernels, and the fp32 CUDA-core dots fp16 took before (fp4_gemv's
-    kernels at decode sizes; the general kernel with an ieee dot at prefill)."""
+@contextlib.contextmanager
+def _ieee_dots():
+    """The fp32 CUDA-core dot every non-bf16 dtype took before (_launch.dot_precision's baseline)."""
+    saved = fg.dot_precision, fv.dot_precision
+    fg.dot_precision = fv.dot_precision = lambda _x: "ieee"
+    try:
+        yield
+    finally:
+        fg.dot_precision, fv.dot_precision = saved
+
+
+def _f32_gemv_candidates(kind, x, sets, t_default):
+    """fp4_gemv's fp32 dot at M = 2..16 (fp4_gemv.F32_DOT) against act_dot's two tf32 dots, at the
+    default tiles and at 64-row ones (a warpgroup MMA: a third of the instructions, sass_count)."""
+    m, k = x.shape
+    base = fv.config(m, sets[0][0].shape[0], k, fv.E8M0, x.device)
+    saved = fv.F32_DOT
+    fv.F32_DOT = "tf32x2"
+    try:
+        for cfg in (base, (64,) + base[1:]):
+            err = _rel(_linear(kind, x, sets[1], cfg=cfg), _ref(kind, x, sets[1]))
+            t = graph_us([lambda s=s: _linear(kind, x, s, cfg=cfg) for s in sets])
+            print(f"{kind} fp32 GEMV M={m}: two tf32 dots, cfg {cfg}: {t:.1f} us ({t_default / t:.2f}x the "
+                  f"default {saved} dot's {t_default:.1f} us), rel. err {err:.1e}", flush=True)
+    finally:
+        fv.F32_DOT = saved
+
+
+def act_dtype_rows(bw: float, n=8192, k=8192):
+    """fp16 and fp32 activations (the engine serves fp16 and fp32 models too), baselines in the same
+    run: bf16 activations on the same kernels, and the ieee fp32 dots on the CUDA cores both took
+    before. fp16 decode: the tensor-core GEMV (tile layout) against fp4_gemv's kernels; fp32 decode:
+    fp4_gemv with two tf32 dots; prefill: the general kernel's tf32 (fp16) or two tf32 (fp32) dots."""
     rows = []
+
+    def row(name, t, moved, t_bf16, what_old, t_old, err):
+        rows.append((name, t, f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * moved / bw * 1e6 / t:.0f}% of copy",
+                     f"{moved / bw * 1e6:.1f} us", f"bf16 activations {t_bf16:.1f} us ({t / t_bf16:.2f}x their time); "
+                     f"{what_old} {t_old:.1f} us ({t_old / t:.1f}x)", f"{err:.1e}"))
+        print(table_row(rows[-1]), flush=True)
+
     for kind in ("mxfp4", "nvfp4"):
         sets, wdq, nbytes = _fp4_weights(kind, n, k)
         tiles = [_tiles(s) for s in sets]
-        for m in (1, 4, 8, 16):
-            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-            xb = x.to(torch.bfloat16)
-            try:
-                err = _rel(_linear_tiles(kind, x, tiles[1]), _ref(kind, x.float(), sets[1]))
-                t = graph_us([lambda s=s: _linear_tiles(kind, x, s) for s in tiles])
-                t_bf16 = graph_us([lambda s=s: _linear_tiles(kind, xb, s) for s in tiles])
-                t_old = graph_us([lambda s=s: _linear(kind, x, s, mma=False) for s in sets])
-            except Exception as e:
-                print(f"{kind} fp16 GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
-                continue
-            moved = nbytes + x.numel() * 2 + m * n * 2
-            rows.append((f"{kind} GEMV fp16 activations M={m} N=K={k}", t,
-                         f"{moved / (t * 1e-6) / 1e12:.2f} TB/s = {100 * moved / bw * 1e6 / t:.0f}% of copy",
-                         f"{moved / bw * 1e6:.1f} us", f"bf16 activations {t_bf16:.1f} us ({t / t_bf16:.2f}x their time); "
-                         f"fp32 CUDA-core kernels (before) {t_old:.1f} us ({t_old / t:.1f}x)", f"{err:.1e}"))
-            print(table_row(rows[-1]), flush=True)
+        for dtype in (torch.float16, torch.float32):
+            name = str(dtype).removeprefix("torch.")
+            for m in (1, 4, 8, 16):
+                x = torch.randn(m, k, device="cuda", dtype=dtype)
+                xb = x.to(torch.bfloat16)
+                try:
+                    if dtype == torch.float16:
+                        err = _rel(_linear_tiles(kind, x, tiles[1]), _ref(kind, x.float(), sets[1]))
+                        t = graph_us([lambda s=s: _linear_tiles(kind, x, s) for s in tiles])
+                        t_bf16 = graph_us([lambda s=s: _linear_tiles(kind, xb, s) for s in tiles])
+                    else:
+                        err = _rel(_linear(kind, x, sets[1]), _ref(kind, x, sets[1]))
+                        t = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
+                        t_bf16 = graph_us([lambda s=s: _linear(kind, xb, s, mma=False) for s in sets])
+                        if m > 1:
+                            _f32_gemv_candidates(kind, x, sets, t)
+                    with _ieee_dots():
+                        t_old = graph_us([lambda s=s: _linear(kind, x, s, mma=False) for s in sets])
+                except Exception as e:
+                    print(f"{kind} {name} GEMV M={m} FAILED: {type(e).__name__}: {str(e)[:2000]}", flush=True)
+                    continue
+                moved = nbytes + x.numel() * x.element_size() + m * n * x.element_size()
+                layout = "tile" if dtype == torch.float16 else "plain"
+                row(f"{kind} GEMV {name} activations M={m} N=K={k} ({layout} layout)", t, moved, t_bf16,
+                    "ieee fp32 dot, CUDA cores (before)", t_old, err)
         del sets, tiles, wdq
-    # prefill: the general kernel's dot, tf32 for fp16 (exact) against ieee fp32 and bf16 activations
     sets, _, _ = _fp4_weights("mxfp4", n, k)
-    for m in (512, 2048):
-        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-        xb = x.to(torch.bfloat16)
-        err = _rel(_linear("mxfp4", x, sets[1]), _ref("mxfp4", x.float(), sets[1]))
-        t = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
-        t_bf16 = us(_rotating(lambda *s: _linear("mxfp4", xb, s), sets))
-        fg.dot_precision = lambda _x: "ieee"  # the fp32 dot fp16 took before
-        try:
-            t_old = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
-        finally:
-            fg.dot_precision = dot_precision
-        fl = 2 * m * n * k
-        rows.append((f"mxfp4 GEMM fp16 activations {m}x{n}x{k}", t, f"{fl / (t * 1e-6) / 1e12:.0f} TFLOP/s", "",
-                     f"bf16 activations {t_bf16:.0f} us ({t / t_bf16:.2f}x their time); ieee fp32 dot (before) "
-                     f"{t_old:.0f} us ({t_old / t:.1f}x)", f"{err:.1e}"))
-        print(table_row(rows[-1]), flush=True)
+    for dtype in (torch.float16, torch.float32):
+        for m in (512, 2048):
+            x = torch.randn(m, k, device="cuda", dtype=dtype)
+            xb = x.to(torch.bfloat16)
+            err = _rel(_linear("mxfp4", x, sets[1]), _ref("mxfp4", x.float(), sets[1]))
+            t = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
+            t_bf16 = us(_rotating(lambda *s: _linear("mxfp4", xb, s), sets))
+            with _ieee_dots():
+                t_old = us(_rotating(lambda *s: _linear("mxfp4", x, s), sets))
+            fl = 2 * m * n * k
+            rows.append((f"mxfp4 GEMM {str(dtype).removeprefix('torch.')} activations {m}x{n}x{k}", t,
+                         f"{fl / (t * 1e-6) / 1e12:.0f} TFLOP/s", "", f"bf16 activations {t_bf16:.0f} us "
+                         f"({t / t_bf16:.2f}x their time); ieee fp32 dot (before) {t_old:.0f} us ({t_old / t:.1f}x)",
+                         f"{err:.1e}"))
+            print(table_row(rows[-1]), flush=True)
     return rows
 
 
@@ -424,14 +467,14 @@ def main(argv=None) -> int:
              f"ceilings measured in this run: d2d copy {bw / 1e12:.2f} TB/s (read+write); bf16 matmul 4096^3 {tf:.0f} TFLOP/s\n",
              "| what | time (us, median; GEMV rows: CUDA-graph replay) | achieved | roofline | baseline (same run) | rel. err vs ref |",
              "| --- | ---: | --- | --- | --- | --- |"]
-    # BENCH_ONLY: a comma list of gemv, fp8, fp16, moe, moe_sweep (quick device calls; the last is not in
+    # BENCH_ONLY: a comma list of gemv, fp8, acts, moe, moe_sweep (quick device calls; the last is not in
     # the default set); BENCH_SWEEP=0: no GEMV config sweep
-    only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,fp16,moe").split(","))
+    only = set((os.environ.get("BENCH_ONLY") or "gemv,fp8,acts,moe").split(","))
     sweep = os.environ.get("BENCH_SWEEP", "1") != "0"
     groups = [("gemv", lambda: gemv_rows("mxfp4", bw, configs=sweep)), ("gemv", lambda: gemv_rows("nvfp4", bw, configs=sweep)),
               # a shape with few rows: the default launch splits K over programs (partials added in-kernel)
               ("gemv", lambda: gemv_rows("mxfp4", bw, ms=(1, 8, 16), n=2048, configs=False)),
-              ("fp8", lambda: (fp8_rows(), [])), ("fp16", lambda: (fp16_rows(bw), [])), ("moe", lambda: (moe_rows(bw), [])),
+              ("fp8", lambda: (fp8_rows(), [])), ("acts", lambda: (act_dtype_rows(bw), [])), ("moe", lambda: (moe_rows(bw), [])),
               ("moe_sweep", lambda: (moe_sweep_rows(bw), []))]
     sweeps = []
     for name, run in groups:

@@ -2,7 +2,7 @@
 # One device call (the device tool's H100): install qcert, then the named stages, results under $OUT.
 #   bench: bench/bench_kernels.py     run: the full hardware run (qcert run --hardware cuda)
 #   tests: the GPU-only kernel unit tests: tensor-core GEMV (plain and tile layout; bf16 and fp16), the other GEMV/GEMM
-#          kernels compiled (split K; fp16 tf32 dots), compiled MoE routing, MoE in a CUDA graph (interpreted ones
+#          kernels compiled (split K; the fp16 tf32 and fp32 tf32x2 dots), compiled MoE routing, MoE in a CUDA graph (interpreted ones
 #          stay in CPU CI: triton < 3.9's interpreter breaks compiled launches later in the same process)
 #   wgmma: bench/wgmma_probe.py: the warpgroup-MMA GEMV's numbers and times against the mma.sync one
 #   moesweep: prefill MoE tile configs (bench_kernels.py, BENCH_ONLY=moe_sweep)
@@ -39,8 +39,8 @@ for stage in "$@"; do
                -n 4 -rs -q 2>&1 | tail -40 | tee -a "$log" ;;
     run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
-    tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_fp4_gemm_split.py tests/kernels/test_fp16_dot.py \
-             tests/kernels/test_moe_routing.py -q -k "mma or graph or cuda or tiles or fp16_dot" 2>&1 | tail -15 | tee -a "$log" ;;
+    tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_fp4_gemm_split.py tests/kernels/test_dot_precision.py \
+             tests/kernels/test_moe_routing.py -q -k "mma or graph or cuda or tiles or dot_precision" 2>&1 | tail -15 | tee -a "$log" ;;
     wgmma) timeout "${WGMMA_S:-240}" python3 bench/wgmma_probe.py ${WGMMA_ARGS:-} 2>&1 | tee "$out/wgmma.txt" | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     selftest) timeout "${SELFTEST_S:-300}" python3 -m qcert.conformance.cli selftest --hardware cuda --workers 4 \

@@ -7,11 +7,14 @@ a decode change.
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,4,1,1 --k 2880 --grouped  # the MoE decode's launch
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
+  python bench/sass_count.py --m 8 --kind mxfp4 --cfg 64,256,1,4,3 --act fp32  # fp4_gemv's M = 2..16 kernel
   python bench/sass_count.py --gemm 64,128,64,8,3 --kind mxfp4          # the general kernel (fp4_gemm)
   python bench/sass_count.py --gemm 128,128,64,8,3 --kind nvfp4 --tiled  # ... on layouts.fp4_tiles
 
 --cfg is (rows, k_warps, chunks, split_k) as in fp4_gemv_mma.config, or (BLOCK_N, BLOCK_K, split_k,
-num_warps, num_stages) as in fp4_gemv.config for the CUDA-core kernel. --gemm (BLOCK_M, BLOCK_N,
+num_warps, num_stages) as in fp4_gemv.config for its other kernels (M = 1, and M = 2..16 with a tl.dot).
+--act is the activations' dtype: the tensor-core GEMV takes fp16 as hi and lo bf16 parts; the dots
+of the others take what _launch.dot_precision gives on NVIDIA (tf32 for fp16, tf32x2 for fp32). --gemm (BLOCK_M, BLOCK_N,
 BLOCK_K, num_warps, num_stages) compiles fp4_gemm's kernel as the prefill MoE runs it (gathered
 rows, per-block experts, bf16 in, K = 2880) and also counts barriers and shared-memory traffic.
 The tensor-core kernel's lane-layout guard (fp4_gemv_mma.check_lanes) runs on each compile.
@@ -41,12 +44,15 @@ from triton.compiler import ASTSource
 from qcert.kernels.triton import fp4_gemm as fg
 from qcert.kernels.triton import fp4_gemv as fv
 from qcert.kernels.triton import fp4_gemv_mma as fvm
-from qcert.kernels.triton._launch import row_align
+from qcert.kernels.triton._launch import dot_precision, row_align
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kernels import gemv_cfg  # noqa: E402
 
 K = 8192
+# activation dtype -> the dot an NVIDIA GPU gets ("meta": a GPU-like device without one)
+ACT = {n: dot_precision(torch.empty(0, dtype=getattr(torch, t), device="meta"))
+       for n, t in (("bf16", "bfloat16"), ("fp16", "float16"), ("fp32", "float32"))}
 
 
 def compile_sm90(kernel, types: dict, const: dict, div16: list[str], warps: int, stages: int, maxnreg=None):
@@ -110,20 +116,24 @@ def main(argv=None) -> int:
                    help="tensor-core kernel's register cap (fp4_gemv_mma's max_regs: default with rows = 2: 96 tiled bf16, else 128; 0 none)")
     p.add_argument("--k", type=int, default=K, help="K (default 8192; 2880 is gpt-oss' MoE)")
     p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
-    p.add_argument("--f16", action="store_true", help="fp16 activations (tensor-core GEMV: hi and lo bf16 parts; general kernel: tf32 dot)")
+    p.add_argument("--act", choices=tuple(ACT), default="bf16", help="the activations' dtype (module docstring)")
+    p.add_argument("--dot", choices=("bf16", "tf32", "tf32x2", "ieee"),
+                   help="the tl.dot's mode instead of the one the launch picks (fp4_gemv and the general kernel)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")
     a = p.parse_args(argv)
     kind = fv.E8M0 if a.kind == "mxfp4" else fv.E4M3
     if a.gemm:
-        return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words, f16=a.f16)
-    types = {"a_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16",
+        return gemm_counts(a.kind, kind, *a.gemm, tiled=a.tiled, words=a.words, act=a.act, dot=a.dot)
+    types = {"a_ptr": f"*{a.act}", "w_ptr": "*i32", "s_ptr": "*u8", "g_ptr": "*fp32", "bias_ptr": "*fp32", "c_ptr": "*bf16",
              "part_ptr": "*fp32", "count_ptr": "*i32"}
     common = dict(SCALE_KIND=kind, HAS_G=kind == fv.E4M3, HAS_BIAS=False)
     row_div16, aligns = _rows(a.k, kind, True)  # both GEMV kernels read W as int32 words
     div16 = ["a_ptr", "w_ptr", "s_ptr", "c_ptr", "N", "K", "words_per_split", "stride_am", "stride_cm", "stride_we",
              "stride_se"] + row_div16
-    if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 pairs
+    if len(a.cfg) == 4:  # the tensor-core kernel: A passed as bf16 or fp16 pairs
+        if a.act == "fp32":
+            p.error("--act fp32: the tensor-core GEMV takes bf16 or fp16 (fp32 goes to fp4_gemv's kernels)")
         rows, warps, chunks, split = a.cfg
         kernel, stages, types["a_ptr"] = fvm._fp4_gemv_mma, 1, "*i32"
         step = 128 * chunks * warps
@@ -132,20 +142,21 @@ def main(argv=None) -> int:
                      GROUPED=a.grouped, TILED=a.tiled, MAPPED=a.tiled or a.words, ITERS=k_per_split // step,
                      EVEN_K=k_per_split * triton.cdiv(a.k, k_per_split) == a.k, LANE_K=a.k % 32 == 0,
                      A_ALIGN=row_align(torch.empty(2, a.k // 2, dtype=torch.int32)),
-                     SPLIT=triton.cdiv(a.k, k_per_split), A_F16=a.f16, **aligns)
+                     SPLIT=triton.cdiv(a.k, k_per_split), A_F16=a.act == "fp16", **aligns)
         types.update(a_rows_ptr="*i32", blk_e_ptr="*i32")
         weights = 128 * chunks * 2 * rows / 4  # per thread per loop iteration: 2 rows x 32 columns per chunk and tile
-        cap = fvm.register_cap(rows, a.max_regs, a.tiled, a.f16)
-    elif a.m == 1:
+        cap = fvm.register_cap(rows, a.max_regs, a.tiled, a.act == "fp16")
+    else:  # fp4_gemv's kernels: M = 1 on the CUDA cores, M = 2..16 with a tl.dot
         bn, bk, split, warps, stages = a.cfg
-        kernel = fv.fp4_gemv1_kernel
+        kernel = fv.fp4_gemv1_kernel if a.m == 1 else fv.fp4_gemv_kernel
         k_per_split = triton.cdiv(triton.cdiv(a.k, split), bk) * bk
         const = dict(common, SPLITS=triton.cdiv(a.k, k_per_split), BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk,
                      stride_ak=1, EVEN_K=a.k % k_per_split == 0)
+        if a.m > 1:  # the dot fp4_gemv launches (fp32: F32_DOT)
+            dot = a.dot or (fv.F32_DOT if ACT[a.act] == "tf32x2" else ACT[a.act])
+            const.update(DOT=dot, BLOCK_M=fv.MAX_M)
         weights = bn * bk / (32 * warps)
         cap = None
-    else:
-        p.error("a five-number --cfg is the M = 1 CUDA-core kernel; M >= 2 counts the tensor-core kernel")
     compiled = compile_sm90(kernel, types, const, div16, warps, stages, cap)
     if kernel is fvm._fp4_gemv_mma:
         fvm.check_lanes(compiled, warps)  # the guard the GPU launch runs: raises if the lanes are wrong
@@ -170,17 +181,17 @@ def _rows(k: int, kind: int, words: bool) -> tuple[list[str], dict]:
 
 
 def gemm_counts(name: str, kind: int, bm: int, bn: int, bk: int, warps: int, stages: int, tiled: bool = False,
-                words: bool = False, f16: bool = False) -> int:
+                words: bool = False, act: str = "bf16", dot: str | None = None) -> int:
     """The prefill MoE's launch (gathered rows, per-block experts, K = 2880; `words`: W in
-    layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192); `f16`: fp16
-    activations (the tf32 dot)."""
+    layouts.fp4_words), or with `tiled` a dense linear on layouts.fp4_tiles (K = 8192); `act`: the
+    activations' dtype (its dot: ACT)."""
     k = 8192 if tiled else 2880
     row_div16, aligns = _rows(k, kind, tiled or words)
-    types = {"a_ptr": "*fp16" if f16 else "*bf16", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
+    types = {"a_ptr": f"*{act}", "a_rows_ptr": "*i32", "w_ptr": "*i32" if tiled or words else "*u8", "s_ptr": "*u8",
              "g_ptr": "*fp32", "blk_e_ptr": "*i32", "bias_ptr": "*fp32", "c_ptr": "*fp32", "part_ptr": "*fp32",
              "count_ptr": "*i32"}
     const = dict(SCALE_KIND=kind, HAS_GATHER=not tiled, HAS_EXPERT=not tiled, HAS_G=kind == fv.E4M3, HAS_BIAS=False,
-                 SPLITS=1, DOT="tf32" if f16 else "bf16", BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
+                 SPLITS=1, DOT=dot or ACT[act], BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ITERS=k // bk, TILED=tiled,
                  WORDS=words, stride_ak=1, **aligns)
     div16 = ["a_ptr", "a_rows_ptr", "w_ptr", "s_ptr", "g_ptr", "blk_e_ptr", "c_ptr", "k_per_split", "stride_am",
              "stride_we", "stride_se", "stride_cm", "K", "N"] + row_div16

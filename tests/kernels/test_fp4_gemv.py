@@ -482,7 +482,21 @@ def test_fp4_gemv_mma_builds_fp16_activations_for_sm90_without_a_gpu(kind, m, cf
     import re
 
     pytest.importorskip("triton.backends.nvidia")
-    bf16, f16 = (_sass_count("--kind", kind, "--m", str(m), "--cfg", cfg, layout, *extra) for extra in ((), ("--f16",)))
+    bf16, f16 = (_sass_count("--kind", kind, "--m", str(m), "--cfg", cfg, layout, *extra) for extra in ((), ("--act", "fp16")))
     hmma = [int(re.search(r"HMMA (\d+)", out).group(1)) for out in (bf16, f16)]
     assert hmma[1] == 2 * hmma[0] > 0, hmma
     assert re.search(r"stack 0 bytes", f16), f16
+
+
+def test_fp32_prefill_dot_builds_on_the_tensor_cores_without_a_gpu():
+    """fp32 activations in the general kernel (dense prefill tiles, 128x128x64) as ptxas builds them
+    for sm_90: two tf32 dots a step (_helpers.act_dot), twice fp16's one, and nothing spills. The
+    ieee fp32 dot it replaces built with no tensor-core op and 10 KB of stack (triton 3.6)."""
+    import re
+
+    pytest.importorskip("triton.backends.nvidia")
+    f16, f32 = (_sass_count("--gemm", "128,128,64,8,3", "--kind", "mxfp4", "--tiled", "--act", act)
+                for act in ("fp16", "fp32"))
+    hgmma = [int(re.search(r"HGMMA (\d+)", out).group(1)) for out in (f16, f32)]
+    assert hgmma[1] == 2 * hgmma[0] > 0, hgmma
+    assert re.search(r"stack 0 bytes", f32), f32

@@ -170,3 +170,31 @@ def split_sum(acc, part_ptrs, part_stride, mask, pid_k, count_ptr, SPLITS: tl.co
         for k in range(1, SPLITS):
             total += tl.load(part_ptrs + k * part_stride, mask=mask, other=0.0, cache_modifier=".cg")
     return total, tl.where(last, mask, False)
+
+
+def act_dot(x, w, acc, DOT: tl.constexpr, X_LEFT: tl.constexpr):
+    """acc + x @ w (X_LEFT) or acc + w @ x: x the activations, w decoded weights (fp4 times its scale,
+    or e4m3: at most 6 significant bits, exact in bf16 and tf32), DOT from _launch.dot_precision.
+    "tf32x2": x as a tf32 part (its top 10 mantissa bits, cut off, so exact) and the rest (the other
+    13 bits, exact in fp32; 0 where x is infinite, not inf - inf), two tf32 dots. The tensor cores
+    keep 11 of the rest's significant bits, so each product is within 2^-20 of the exact one."""
+    if DOT == "bf16":
+        x = x.to(tl.bfloat16)
+        w = w.to(tl.bfloat16)
+    else:
+        x = x.to(tl.float32)
+        w = w.to(tl.float32)
+    if DOT == "tf32x2":
+        hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+        lo = tl.where(hi == x, 0.0, x - hi)
+        if X_LEFT:
+            acc = tl.dot(hi, w, acc, input_precision="tf32")
+            acc = tl.dot(lo, w, acc, input_precision="tf32")
+        else:
+            acc = tl.dot(w, hi, acc, input_precision="tf32")
+            acc = tl.dot(w, lo, acc, input_precision="tf32")
+    elif DOT == "bf16":
+        acc = tl.dot(x, w, acc) if X_LEFT else tl.dot(w, x, acc)
+    else:  # tf32 (fp16 activations: exact) or ieee (fp32 on the CUDA cores)
+        acc = tl.dot(x, w, acc, input_precision=DOT) if X_LEFT else tl.dot(w, x, acc, input_precision=DOT)
+    return acc

@@ -124,14 +124,17 @@ def dot_precision(x: torch.Tensor) -> str:
     """How the kernels' tl.dot takes activations x (a constexpr): "bf16", bf16 operands on the tensor
     cores (bf16 activations; decoded fp4 * power-of-two or e4m3 scale, and e4m3, are exact in bf16);
     "tf32", fp32 operands on the tensor cores (fp16 activations on NVIDIA: fp16's 11 significant bits
-    and the decoded weights fit tf32's, so the products are exact, as in the reference); "ieee",
-    fp32 on the CUDA cores (fp32 activations, ROCm's fp16, and the interpreter, whose bf16 dot is
-    wrong)."""
-    if x.device.type == "cpu" or x.dtype == torch.float32:
+    and the decoded weights fit tf32's, so the products are exact, as in the reference); "tf32x2",
+    fp32 activations on NVIDIA as a tf32 part and the rest, two tf32 dots, each product within 2^-20
+    of the exact one (_helpers.act_dot); "ieee", fp32 on the CUDA cores (ROCm's fp16 and fp32, and
+    the interpreter, whose bf16 dot is wrong). Kernels take it through _helpers.act_dot."""
+    if x.device.type == "cpu":
         return "ieee"
     if x.dtype == torch.bfloat16:
         return "bf16"
-    return "tf32" if x.dtype == torch.float16 and torch.version.hip is None else "ieee"
+    if torch.version.hip is not None:
+        return "ieee"
+    return {torch.float16: "tf32", torch.float32: "tf32x2"}.get(x.dtype, "ieee")
 
 
 def check_out(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device, what: str) -> torch.Tensor:

@@ -44,6 +44,7 @@ def _fp4_gemm(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr, TILED: tl.constexpr,
     WORDS: tl.constexpr, FP4_TO_F32: tl.constexpr, E8M0_TO_F32: tl.constexpr, TILE_TO_F32: tl.constexpr,
     E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
+    ACT_DOT: tl.constexpr,
     W_ALIGN: tl.constexpr, S_ALIGN: tl.constexpr,
 ):
     # row strides rewritten as multiples of their alignment: same values, seen by the compiler (_launch.row_align)
@@ -116,10 +117,7 @@ def _fp4_gemm(
                                 * scale[:, :, None], (BLOCK_N, BYTES))
                 # low nibble = element 2j, high = 2j + 1: joined along a last axis, K order again
                 w = tl.reshape(tl.join(lo, hi), (BLOCK_N, BLOCK_K))
-            if DOT == "bf16":
-                acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
-            else:  # tf32 or ieee (_launch.dot_precision)
-                acc = tl.dot(a.to(tl.float32), tl.trans(w), acc, input_precision=DOT)
+            acc = ACT_DOT(a, tl.trans(w), acc, DOT, True)
 
     c_mask = (offs_m < M)[:, None] & n_ok[None, :]
     if SPLITS > 1:  # the tile's last program adds the partials [SPLITS, M, N] and stores C
@@ -136,7 +134,8 @@ def _fp4_gemm(
 
 fp4_gemm_kernel = kernel(_fp4_gemm, FP4_TO_F32=h.fp4_to_f32, E8M0_TO_F32=h.e8m0_to_f32,
                          TILE_TO_F32=h.tile_words_to_f32, E4M3_TO_F32=h.E4M3_SCALE,
-                         BLOCK_SCALE=fp4_gemv.block_scale_f32, SPLIT_SUM=h.split_sum, SPLIT_LAST=h.split_last)
+                         BLOCK_SCALE=fp4_gemv.block_scale_f32, SPLIT_SUM=h.split_sum, SPLIT_LAST=h.split_last,
+                         ACT_DOT=h.act_dot)
 
 
 def _config(m: int, n: int, k: int, device: torch.device) -> tuple[int, int, int, int, int, int]:

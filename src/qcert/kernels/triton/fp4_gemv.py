@@ -9,13 +9,14 @@ where they check the same launch logic. Both are shaped for few instructions per
 - M = 1 (`_fp4_gemv1`): CUDA cores, one warp per program, a lane owns whole scale groups and gets
   A's columns for them in its own layout; compiled, PTX (`_DOT8`) decodes a word and sums its 8
   products in fp32; the block scale multiplies each group's sum;
-- M = 2..16 (`_fp4_gemv`): swap-AB, W[BLOCK_N, k] @ A^T[k, 16] in fp32, so one 16-row activation
-  tile covers every M (rows past M re-read row M-1 and are never stored). A word decodes to its 8
-  values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7); A's columns are permuted to match in
-  registers (a dot product does not care how K is ordered, only that both sides agree).
+- M = 2..16 (`_fp4_gemv`): swap-AB, W[BLOCK_N, k] @ A^T[k, 16], so one 16-row activation tile
+  covers every M (rows past M re-read row M-1 and are never stored); the dot takes the activations
+  as `_launch.dot_precision` says, but fp32 on the CUDA cores (F32_DOT). A word decodes to its 8 values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7);
+  A's columns are permuted to match in registers (a dot product does not care how K is ordered, only
+  that both sides agree).
 
 All give the reference's values: e2m1 times a power of two (MXFP4) or an e4m3 value (NVFP4) has at
-most 6 significant bits, exact in bf16 and fp32, and products and sums are fp32.
+most 6 significant bits, exact in bf16, tf32 and fp32, and products and sums are fp32.
 
 Figures and the configurations tried: bench/results/h100-triton.md.
 """
@@ -28,11 +29,15 @@ import triton.language as tl
 
 from . import _helpers as h
 from . import fp4_gemv_mma
-from ._launch import check_out, device_facts, kernel, round_into, split_buffers, store_buffer
+from ._launch import check_out, device_facts, dot_precision, kernel, round_into, split_buffers, store_buffer
 
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
 MAX_M = 16
+# fp32 activations' dot at M = 2..16: the CUDA cores' ieee dot, not act_dot's two tf32 dots, which at
+# this kernel's 32-row tiles build with more instructions per weight (34 against 31) and 211 registers
+# against 56 (bench/sass_count.py --act fp32, triton 3.6); bench_kernels.py's acts group times both.
+F32_DOT = "ieee"
 
 def _ptx_pairs(word: str, lo: str, hi: str, sel: str) -> str:
     """PTX: two bytes of `word` (prmt selector `sel`) -> bf16x2 registers `lo` (their low nibbles)
@@ -102,10 +107,11 @@ def _fp4_gemv(
     M, N, K, words_per_split,
     stride_am, stride_ak, stride_wn, stride_sn, stride_g, stride_cm,
     SCALE_KIND: tl.constexpr, HAS_G: tl.constexpr, HAS_BIAS: tl.constexpr, SPLITS: tl.constexpr,
-    EVEN_K: tl.constexpr,
+    EVEN_K: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ITERS: tl.constexpr,
     E8M0_TO_F32: tl.constexpr, E4M3_TO_F32: tl.constexpr, BLOCK_SCALE: tl.constexpr, FP4_TO_F32: tl.constexpr,
     DECODE8_F32: tl.constexpr, JOIN8: tl.constexpr, SPLIT_SUM: tl.constexpr, SPLIT_LAST: tl.constexpr,
+    ACT_DOT: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -143,7 +149,7 @@ def _fp4_gemv(
                              (BLOCK_N, G, WPG))
         o0, o1, o2, o3, o4, o5, o6, o7 = DECODE8_F32(word, sc, FP4_TO_F32)
         w = tl.reshape(JOIN8(o0, o1, o2, o3, o4, o5, o6, o7), (BLOCK_N, BLOCK_K))
-        acc = tl.dot(w, tl.trans(x.to(tl.float32)), acc, input_precision="ieee")
+        acc = ACT_DOT(tl.trans(x), w, acc, DOT, False)
         w_ptrs += WORDS
         s_ptrs += G
         a_ptrs += BLOCK_K * stride_ak
@@ -162,6 +168,7 @@ def _fp4_gemv(
 fp4_gemv_kernel = kernel(
     _fp4_gemv, E8M0_TO_F32=h.e8m0_to_f32, E4M3_TO_F32=h.E4M3_SCALE, BLOCK_SCALE=block_scale_f32,
     FP4_TO_F32=h.fp4_to_f32, DECODE8_F32=decode8_f32, JOIN8=join8, SPLIT_SUM=h.split_sum, SPLIT_LAST=h.split_last,
+    ACT_DOT=h.act_dot,
 )
 
 
@@ -333,6 +340,6 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         fp4_gemv_kernel.on(a.device)[grid](
             a, words, scales, g_arg, bias_arg, buf, part, counts, m, n, k, k_per_split // 8,
             a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, buf.stride(0),
-            BLOCK_M=MAX_M, BLOCK_K=bk, **common,
+            DOT=F32_DOT if dot_precision(a) == "tf32x2" else dot_precision(a), BLOCK_M=MAX_M, BLOCK_K=bk, **common,
         )
     return round_into(c, buf)

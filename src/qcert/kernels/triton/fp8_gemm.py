@@ -25,7 +25,7 @@ def _fp8_gemm(
     M, N, K, stride_am, stride_wn, stride_cm,
     W8A8: tl.constexpr, PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr, NATIVE: tl.constexpr,
     DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, ITERS: tl.constexpr, E4M3_TO_F32: tl.constexpr,
+    GROUP_M: tl.constexpr, ITERS: tl.constexpr, E4M3_TO_F32: tl.constexpr, ACT_DOT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     grid_m = (M + BLOCK_M - 1) // BLOCK_M
@@ -53,10 +53,8 @@ def _fp8_gemm(
             w = tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0.0)
             if W8A8:
                 acc = tl.dot(a, tl.trans(w), acc)
-            elif DOT == "bf16":
-                acc = tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16)), acc)
-            else:  # tf32 or ieee (_launch.dot_precision)
-                acc = tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision=DOT)
+            else:
+                acc = ACT_DOT(a, tl.trans(w), acc, DOT, True)
         else:
             w = E4M3_TO_F32(tl.load(w_ptrs, mask=n_ok[:, None] & k_ok[None, :], other=0).to(tl.int32))
             if W8A8:
@@ -79,7 +77,7 @@ def _fp8_gemm(
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
-fp8_gemm_kernel = kernel(_fp8_gemm, E4M3_TO_F32=h.e4m3_to_f32)
+fp8_gemm_kernel = kernel(_fp8_gemm, E4M3_TO_F32=h.e4m3_to_f32, ACT_DOT=h.act_dot)
 
 
 def _fp8_gemm_tma(
