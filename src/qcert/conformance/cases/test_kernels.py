@@ -158,6 +158,7 @@ CPU_CASES = {
     "mxfp4_linear": (mxfp4_linear_inputs, [
         ("w4a16-bias", dict(m=3, n=37, k=96, dtype=torch.bfloat16, act_qdq=False, bias=True)),
         ("w4a16-fp16-m1", dict(m=1, n=37, k=64, dtype=torch.float16, act_qdq=False, bias=False)),
+        ("w4a16-fp32", dict(m=3, n=37, k=96, dtype=torch.float32, act_qdq=False, bias=True)),
         ("w4a4", dict(m=5, n=37, k=96, dtype=torch.bfloat16, act_qdq=True, bias=False)),
         ("w4a16-tileable", dict(m=3, n=48, k=256, dtype=torch.bfloat16, act_qdq=False, bias=True)),
         ("w4a4-tileable", dict(m=2, n=32, k=128, dtype=torch.bfloat16, act_qdq=True, bias=False)),
@@ -203,6 +204,9 @@ GPU_CASES = {
         # fp16 activations: the tensor-core GEMV's hi and lo bf16 parts, and the general kernel's tf32 dot
         ("w4a16-fp16-m13-tileable", dict(m=13, n=1024, k=2816, dtype=torch.float16, act_qdq=False, bias=True)),
         ("w4a16-fp16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.float16, act_qdq=False, bias=False)),
+        # fp32 activations: the general kernel's two tf32 dots, and fp4_gemv's ieee dot at M = 9
+        ("w4a16-fp32-m300", dict(m=300, n=777, k=1024, dtype=torch.float32, act_qdq=False, bias=True)),
+        ("w4a16-fp32-m9", dict(m=9, n=515, k=1024, dtype=torch.float32, act_qdq=False, bias=False)),
     ]),
     "nvfp4_linear": (nvfp4_linear_inputs, [
         ("w4a16", dict(m=9, n=1001, k=2048, dtype=torch.bfloat16, per_row_scale_2=False, input_scale=False, bias=True)),
@@ -229,6 +233,7 @@ GPU_CASES = {
         # prefill-sized: on Hopper the persistent TMA kernel (K not a multiple of its 128-wide tiles)
         ("w8a8-tensor-m257", dict(m=257, n=515, k=1040, dtype=torch.bfloat16, scale_kind="tensor", input_scale=True, bias=True)),
         ("w8a16-fp16-m300", dict(m=300, n=777, k=1024, dtype=torch.float16, scale_kind="channel-2d", input_scale=False, bias=True)),
+        ("w8a16-fp32-m300", dict(m=300, n=777, k=1024, dtype=torch.float32, scale_kind="tensor", input_scale=False, bias=False)),
     ]),
     "mxfp4_moe": (mxfp4_moe_inputs, [
         ("w4a16", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.bfloat16, act_qdq=False)),
@@ -247,6 +252,7 @@ GPU_CASES = {
         ("w4a16-fp16-decode", dict(t=5, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
         # T * k = 148: the general grouped kernel, its tf32 dot for fp16
         ("w4a16-fp16-prefill", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.float16)),
+        ("w4a16-fp32-prefill", dict(t=37, h=1024, i=512, e=16, k=4, dtype=torch.float32)),
     ]),
 }
 
