@@ -243,28 +243,12 @@ def _ieee_dots():
         fg.dot_precision, fv.dot_precision = saved
 
 
-def _f32_gemv_candidates(kind, x, sets, t_default):
-    """fp4_gemv's fp32 dot at M = 2..16 (fp4_gemv.F32_DOT) against act_dot's two tf32 dots, at the
-    default tiles and at 64-row ones (a warpgroup MMA: a third of the instructions, sass_count)."""
-    m, k = x.shape
-    base = fv.config(m, sets[0][0].shape[0], k, fv.E8M0, x.device)
-    saved = fv.F32_DOT
-    fv.F32_DOT = "tf32x2"
-    try:
-        for cfg in (base, (64,) + base[1:]):
-            err = _rel(_linear(kind, x, sets[1], cfg=cfg), _ref(kind, x, sets[1]))
-            t = graph_us([lambda s=s: _linear(kind, x, s, cfg=cfg) for s in sets])
-            print(f"{kind} fp32 GEMV M={m}: two tf32 dots, cfg {cfg}: {t:.1f} us ({t_default / t:.2f}x the "
-                  f"default {saved} dot's {t_default:.1f} us), rel. err {err:.1e}", flush=True)
-    finally:
-        fv.F32_DOT = saved
-
-
 def act_dtype_rows(bw: float, n=8192, k=8192):
     """fp16 and fp32 activations (the engine serves fp16 and fp32 models too), baselines in the same
     run: bf16 activations on the same kernels, and the ieee fp32 dots on the CUDA cores both took
-    before. fp16 decode: the tensor-core GEMV (tile layout) against fp4_gemv's kernels; fp32 decode:
-    fp4_gemv with two tf32 dots; prefill: the general kernel's tf32 (fp16) or two tf32 (fp32) dots."""
+    before (with the tiles fp4_gemv.config gives that dot). fp16 decode: the tensor-core GEMV (tile
+    layout) against fp4_gemv's kernels; fp32 decode: fp4_gemv with two tf32 dots; prefill: the
+    general kernel's tf32 (fp16) or two tf32 (fp32) dots."""
     rows = []
 
     def row(name, t, moved, t_bf16, what_old, t_old, err):
@@ -290,8 +274,6 @@ def act_dtype_rows(bw: float, n=8192, k=8192):
                         err = _rel(_linear(kind, x, sets[1]), _ref(kind, x, sets[1]))
                         t = graph_us([lambda s=s: _linear(kind, x, s) for s in sets])
                         t_bf16 = graph_us([lambda s=s: _linear(kind, xb, s, mma=False) for s in sets])
-                        if m > 1:
-                            _f32_gemv_candidates(kind, x, sets, t)
                     with _ieee_dots():
                         t_old = graph_us([lambda s=s: _linear(kind, x, s, mma=False) for s in sets])
                 except Exception as e:

@@ -152,9 +152,8 @@ def main(argv=None) -> int:
         k_per_split = triton.cdiv(triton.cdiv(a.k, split), bk) * bk
         const = dict(common, SPLITS=triton.cdiv(a.k, k_per_split), BLOCK_N=bn, BLOCK_K=bk, ITERS=k_per_split // bk,
                      stride_ak=1, EVEN_K=a.k % k_per_split == 0)
-        if a.m > 1:  # the dot fp4_gemv launches (fp32: F32_DOT)
-            dot = a.dot or (fv.F32_DOT if ACT[a.act] == "tf32x2" else ACT[a.act])
-            const.update(DOT=dot, BLOCK_M=fv.MAX_M)
+        if a.m > 1:
+            const.update(DOT=a.dot or ACT[a.act], BLOCK_M=fv.MAX_M)
         weights = bn * bk / (32 * warps)
         cap = None
     compiled = compile_sm90(kernel, types, const, div16, warps, stages, cap)

@@ -57,10 +57,10 @@ def test_fp4_gemm_takes_wide_activations_at_fp32_tolerance(tiled, dtype):
 @pytest.mark.parametrize("m", [2, 9, 16])
 def test_fp4_gemv_takes_fp32_activations_at_fp32_tolerance(m, dot, monkeypatch):
     """fp32 at decode sizes: fp4_gemv's M = 2..16 kernel (the tensor-core GEMV takes bf16 and fp16),
-    with its default dot and with the candidate the bench times (fp4_gemv.F32_DOT)."""
+    with its two tf32 dots (and 64-row tiles) and with the ieee dot (and 32-row ones) it had before."""
     from qcert.kernels.triton import fp4_gemv as fv
 
-    monkeypatch.setattr(fv, "F32_DOT", dot)
+    monkeypatch.setattr(fv, "dot_precision", lambda _x: dot)
     n, k = 384, 2048
     wp, ws, w = _mxfp4(n, k, 5)
     x = _x(m, k, 6, torch.float32)

@@ -121,8 +121,13 @@ def _routing(g, t, e, k, device):
     return (w / w.sum(-1, keepdim=True)).to(device), ids.to(device)
 
 
+def _w13_scale(dtype) -> float:
+    """fp16's range ends at 65504: at full scale SiLU(gate) * up reached 4.6e5 (h = 1024), inf in fp16."""
+    return 0.05 if dtype == torch.float16 else 1.0
+
+
 def mxfp4_moe_inputs(g, device, t, h, i, e, k, dtype, act_qdq):
-    w13p, w13s = mx.quantize_mxfp4(_weights(g, e, 2 * i, h))
+    w13p, w13s = mx.quantize_mxfp4(_weights(g, e, 2 * i, h) * _w13_scale(dtype))
     w2p, w2s = mx.quantize_mxfp4(_weights(g, e, h, i) * 0.2)
     tw, ids = _routing(g, t, e, k, device)
     x = _acts(g, t, h, dtype, device)
@@ -140,7 +145,7 @@ def nvfp4_moe_inputs(g, device, t, h, i, e, k, dtype, input_scale=False):
         q = [nv.quantize_nvfp4(w) for w in ws]
         return (torch.stack([a[j] for a in q]).to(device) for j in range(3))
 
-    w13, w13s, w13g = per_expert(_weights(g, e, 2 * i, h))
+    w13, w13s, w13g = per_expert(_weights(g, e, 2 * i, h) * _w13_scale(dtype))
     w2, w2s, w2g = per_expert(_weights(g, e, h, i) * 0.2)
     tw, ids = _routing(g, t, e, k, device)
     x = _acts(g, t, h, dtype, device)

@@ -11,12 +11,13 @@ where they check the same launch logic. Both are shaped for few instructions per
   products in fp32; the block scale multiplies each group's sum;
 - M = 2..16 (`_fp4_gemv`): swap-AB, W[BLOCK_N, k] @ A^T[k, 16], so one 16-row activation tile
   covers every M (rows past M re-read row M-1 and are never stored); the dot takes the activations
-  as `_launch.dot_precision` says, but fp32 on the CUDA cores (F32_DOT). A word decodes to its 8 values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7);
+  as `_launch.dot_precision` says (fp32 on NVIDIA: two tf32 dots, _helpers.act_dot). A word decodes to its 8 values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7);
   A's columns are permuted to match in registers (a dot product does not care how K is ordered, only
   that both sides agree).
 
 All give the reference's values: e2m1 times a power of two (MXFP4) or an e4m3 value (NVFP4) has at
-most 6 significant bits, exact in bf16, tf32 and fp32, and products and sums are fp32.
+most 6 significant bits, exact in bf16, tf32 and fp32, and products and sums are fp32 (the two tf32 dots
+of fp32 activations drop less than 2^-20 of each product).
 
 Figures and the configurations tried: bench/results/h100-triton.md.
 """
@@ -34,10 +35,6 @@ from ._launch import check_out, device_facts, dot_precision, kernel, round_into,
 E8M0, E4M3 = 0, 1
 GROUP = {E8M0: 32, E4M3: 16}
 MAX_M = 16
-# fp32 activations' dot at M = 2..16: the CUDA cores' ieee dot, not act_dot's two tf32 dots, which at
-# this kernel's 32-row tiles build with more instructions per weight (34 against 31) and 211 registers
-# against 56 (bench/sass_count.py --act fp32, triton 3.6); bench_kernels.py's acts group times both.
-F32_DOT = "ieee"
 
 def _ptx_pairs(word: str, lo: str, hi: str, sel: str) -> str:
     """PTX: two bytes of `word` (prmt selector `sel`) -> bf16x2 registers `lo` (their low nibbles)
@@ -260,17 +257,21 @@ fp4_gemv1_kernel = kernel(
     SPLIT_LAST=h.split_last,
 )
 
-def config(m: int, n: int, k: int, scale_kind: int, device: torch.device) -> tuple:
-    """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages)."""
+def config(m: int, n: int, k: int, scale_kind: int, device: torch.device, dot: str = "ieee") -> tuple:
+    """(BLOCK_N, BLOCK_K, split_k, num_warps, num_stages); dot: the M = 2..16 kernel's (_launch.dot_precision)."""
     if device.type == "cpu":  # interpreted: small blocks, K split in two where it has two steps (CI runs the split)
         return 16, 64, 2, 4, 1
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
-    # 4 rows per program, so there are many programs. M >= 2 (fp32 dot: fp32 activations, fp16 on ROCm):
-    # 32-row tiles split 4 ways along K. Split K (each split's partials, added by the row block's
-    # last program) until the SMs have several programs each.
+    # 4 rows per program, so there are many programs. M >= 2 (fp32 activations, fp16 on ROCm):
+    # 32-row tiles split 4 ways along K for the ieee dot; for fp32's two tf32 dots 64-row ones (a
+    # warpgroup MMA), half as many programs per SM for the same rows: 70-73 / 88-90 us (MXFP4 / NVFP4)
+    # at M = 4..16 against 136-149 with 32 rows and 605-631 for the ieee dot (H100, 2026-12-07 22:36). Split K (each split's
+    # partials, added by the row block's last program) until the SMs have several programs each.
     if m == 1:
         bn, bk, warps, stages, per_sm = 4, 1024, 1, 1, 8
+    elif dot == "tf32x2":
+        bn, bk, warps, stages, per_sm = 64, 128, 4, 3, 2
     else:
         bn, bk, warps, stages, per_sm = 32, 128, 4, 3, 4
     want = per_sm * device_facts(device)[1]
@@ -316,7 +317,8 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         raise ValueError(f"fp4_gemv: cfg={cfg} does not fit: the {takes}")
     if use_mma:
         return fp4_gemv_mma.fp4_gemv_mma(a, words, scales, scale_kind, g, bias, out, out_dtype, cfg)
-    bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device)
+    dot = dot_precision(a)
+    bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device, dot)
     # M = 1: whole groups per lane, a ragged K masks its last step
     grp = GROUP[scale_kind]
     bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
@@ -340,6 +342,6 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
         fp4_gemv_kernel.on(a.device)[grid](
             a, words, scales, g_arg, bias_arg, buf, part, counts, m, n, k, k_per_split // 8,
             a.stride(0), a.stride(1), words.stride(0), scales.stride(0), g_stride, buf.stride(0),
-            DOT=F32_DOT if dot_precision(a) == "tf32x2" else dot_precision(a), BLOCK_M=MAX_M, BLOCK_K=bk, **common,
+            DOT=dot, BLOCK_M=MAX_M, BLOCK_K=bk, **common,
         )
     return round_into(c, buf)
