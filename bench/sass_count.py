@@ -7,7 +7,7 @@ a decode change.
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,8,1,1 --tiled  # weights in layouts.fp4_tiles
   python bench/sass_count.py --m 8 --kind mxfp4 --cfg 1,4,1,1 --k 2880 --grouped  # the MoE decode's launch
   python bench/sass_count.py --m 1 --kind mxfp4 --cfg 4,1024,1,1,1     # M = 1 CUDA-core kernel
-  python bench/sass_count.py --m 8 --kind mxfp4 --cfg 64,256,1,4,3 --act fp32  # fp4_gemv's M = 2..16 kernel
+  python bench/sass_count.py --m 8 --kind mxfp4 --cfg 64,128,1,4,3 --act fp32  # fp4_gemv's M = 2..16 kernel
   python bench/sass_count.py --gemm 64,128,64,8,3 --kind mxfp4          # the general kernel (fp4_gemm)
   python bench/sass_count.py --gemm 128,128,64,8,3 --kind nvfp4 --tiled  # ... on layouts.fp4_tiles
 

@@ -93,3 +93,26 @@ def test_fp8_gemm_w8a16_takes_fp32_at_fp32_tolerance():
     wq, wsc = (t.cuda() for t in quantize_fp8_per_channel(torch.randn(n, k, generator=torch.Generator().manual_seed(7))))
     x = _x(m, k, 8, torch.float32)
     assert_close_rel(f8g.fp8_gemm(x, wq, wsc), x.double() @ dequantize_fp8(wq, wsc).double().T, "fp32")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's inf - inf, masked
+@pytest.mark.parametrize("m", [5, 20], ids=["gemv", "gemm"])
+def test_tf32x2_split_keeps_every_value_interpreted(m, monkeypatch):
+    """The two-tf32-dot branch of _helpers.act_dot (fp32 on NVIDIA) run by the interpreter, whose
+    tf32 dot is an fp32 one: the split's algebra, each kernel's operand order and the special values
+    (+-inf give the reference's infinities and NaNs, not inf - inf; NaN; a subnormal; -0), not the
+    tensor cores' rounding. m = 5: fp4_gemv's M = 2..16 kernel; m = 20: the general kernel."""
+    from qcert.kernels.triton import fp4_gemv as fv
+
+    monkeypatch.setattr(fv, "dot_precision", lambda _x: "tf32x2")
+    monkeypatch.setattr(fg, "dot_precision", lambda _x: "tf32x2")
+    n, k = 24, 64
+    wp, ws = quantize_mxfp4(torch.randn(n, k, generator=torch.Generator().manual_seed(9)))
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(10)) * 100
+    x[0, 3], x[1, 7], x[2, 9], x[3, 11], x[4, 13] = float("inf"), float("-inf"), float("nan"), 1e-40, -0.0
+    got = fv.fp4_gemv(x, wp, ws, fv.E8M0) if m <= fv.MAX_M else fg.fp4_gemm(x, wp, ws, fg.E8M0)
+    want = (x.double() @ dequantize_mxfp4(wp, ws).double().T).float()
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+    assert torch.equal(got[want.isinf()], want[want.isinf()])
+    fin = want.isfinite()
+    assert_close_rel(got[fin], want[fin], "fp32")

@@ -209,7 +209,7 @@ GPU_CASES = {
         # fp16 activations: the tensor-core GEMV's hi and lo bf16 parts, and the general kernel's tf32 dot
         ("w4a16-fp16-m13-tileable", dict(m=13, n=1024, k=2816, dtype=torch.float16, act_qdq=False, bias=True)),
         ("w4a16-fp16-m300-tileable", dict(m=300, n=768, k=1024, dtype=torch.float16, act_qdq=False, bias=False)),
-        # fp32 activations: the general kernel's two tf32 dots, and fp4_gemv's ieee dot at M = 9
+        # fp32 activations: two tf32 dots in the general kernel (M = 300) and in fp4_gemv (M = 9)
         ("w4a16-fp32-m300", dict(m=300, n=777, k=1024, dtype=torch.float32, act_qdq=False, bias=True)),
         ("w4a16-fp32-m9", dict(m=9, n=515, k=1024, dtype=torch.float32, act_qdq=False, bias=False)),
     ]),

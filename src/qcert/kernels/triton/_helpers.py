@@ -177,7 +177,9 @@ def act_dot(x, w, acc, DOT: tl.constexpr, X_LEFT: tl.constexpr):
     or e4m3: at most 6 significant bits, exact in bf16 and tf32), DOT from _launch.dot_precision.
     "tf32x2": x as a tf32 part (its top 10 mantissa bits, cut off, so exact) and the rest (the other
     13 bits, exact in fp32; 0 where x is infinite, not inf - inf), two tf32 dots. The tensor cores
-    keep 11 of the rest's significant bits, so each product is within 2^-20 of the exact one."""
+    keep 11 of the rest's significant bits, so each product is within 2^-20 of the exact one (for |x|
+    above about 2^-113; below, the rest falls under tf32's subnormal step). Their fp32 accumulation
+    rounds toward zero at each mma, so the sum's error grows with K (docs/kernels.md)."""
     if DOT == "bf16":
         x = x.to(tl.bfloat16)
         w = w.to(tl.bfloat16)

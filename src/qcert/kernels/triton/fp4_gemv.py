@@ -1,7 +1,7 @@
 """Small-M (decode) FP4 GEMM: C[m, n] = sum_k A[m, k] * W[n, k] (* g[n]) (+ bias[n]), M <= 16.
 
 bf16 and fp16 activations on an NVIDIA GPU go to the tensor-core kernel in fp4_gemv_mma.py. The
-kernels here serve the rest: fp32 activations (and fp16 on ROCm), and the interpreter (CPU CI),
+kernels here serve the rest: fp32 activations (and bf16 and fp16 on ROCm), and the interpreter (CPU CI),
 where they check the same launch logic. Both are shaped for few instructions per weight and loads without masks:
 - weights are read as int32 words (8 e2m1 codes each) in [BLOCK_N, groups, words-per-group]
   tiles, so one scale serves a whole 16-byte (MXFP4) or 8-byte (NVFP4) vector load;
@@ -263,7 +263,7 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device, dot: s
         return 16, 64, 2, 4, 1
     # measured on the H100 at N = K = 8192 (bench/results/h100-triton.md). M = 1 (CUDA cores): one
     # warp per program and >= 32 groups per step, so a thread's words and their columns coincide;
-    # 4 rows per program, so there are many programs. M >= 2 (fp32 activations, fp16 on ROCm):
+    # 4 rows per program, so there are many programs. M >= 2 (fp32 activations, bf16 and fp16 on ROCm):
     # 32-row tiles split 4 ways along K for the ieee dot; for fp32's two tf32 dots 64-row ones (a
     # warpgroup MMA), half as many programs per SM for the same rows: 70-73 / 88-90 us (MXFP4 / NVFP4)
     # at M = 4..16 against 136-149 with 32 rows and 605-631 for the ieee dot (H100, 2026-12-07 22:36). Split K (each split's
