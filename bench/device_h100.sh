@@ -42,7 +42,7 @@ for stage in "$@"; do
     run) timeout "${RUN_S:-300}" python3 -m qcert.conformance.cli run --hardware cuda -n 8 --json "$out/cuda.json" \
            --junit "$out/cuda.xml" --markdown "$out/cuda.md" 2>&1 | tail -60 | tee -a "$log" ;;
     tests) timeout "${TESTS_S:-200}" python3 -m pytest tests/kernels/test_fp4_gemv.py tests/kernels/test_fp4_gemm_split.py tests/kernels/test_dot_precision.py \
-             tests/kernels/test_moe_routing.py -q -k "mma or graph or cuda or tiles or dot_precision" 2>&1 | tail -15 | tee -a "$log" ;;
+             tests/kernels/test_moe_routing.py -q -n 4 -k "(mma or graph or cuda or tiles or dot_precision) and not interpreted" 2>&1 | tail -15 | tee -a "$log" ;;
     wgmma) timeout "${WGMMA_S:-240}" python3 bench/wgmma_probe.py ${WGMMA_ARGS:-} 2>&1 | tee "$out/wgmma.txt" | tee -a "$log" ;;
     moesweep) timeout "${MOESWEEP_S:-150}" env BENCH_ONLY=moe_sweep python3 bench/bench_kernels.py --out "$out/moe_sweep.md" 2>&1 | tee -a "$log" ;;
     selftest) timeout "${SELFTEST_S:-300}" python3 -m qcert.conformance.cli selftest --hardware cuda --workers 4 \
