@@ -9,6 +9,7 @@ Each tree's own bench_kernels.py times it (its weight set-up, its tile layout), 
 rounds each, so the spread shows too. What it measured: bench/results/h100-triton.md."""
 import subprocess
 import sys
+from pathlib import Path
 
 _ONE = '''
 import sys
@@ -27,6 +28,10 @@ for kind in ("mxfp4", "nvfp4"):
 
 
 def main(trees) -> int:
+    for tree in trees:
+        if not (Path(tree, "src", "qcert").is_dir() and Path(tree, "bench", "bench_kernels.py").is_file()):
+            print(f"gemv_ab: {tree!r} is no source tree (it needs src/qcert/ and bench/bench_kernels.py)", file=sys.stderr)
+            return 2
     print("| tree | kind | M | us (3 rounds) |\n| --- | --- | ---: | --- |", flush=True)
     failed = 0
     for tree in trees:

@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=K, help="K (default 8192; 2880 is gpt-oss' MoE)")
     p.add_argument("--grouped", action="store_true", help="tensor-core kernel: the MoE decode's grouped launch")
     p.add_argument("--act", choices=tuple(ACT), default="bf16", help="the activations' dtype (module docstring)")
-    p.add_argument("--dot", choices=("bf16", "tf32", "tf32x2", "ieee"),
+    p.add_argument("--dot", choices=(*ACT.values(), "ieee"),
                    help="the tl.dot's mode instead of the one the launch picks (fp4_gemv and the general kernel)")
     p.add_argument("--gemm", type=lambda t: tuple(int(v) for v in t.split(",")),
                    help="BLOCK_M,BLOCK_N,BLOCK_K,num_warps,num_stages: the general kernel instead")

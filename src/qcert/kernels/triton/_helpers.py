@@ -181,22 +181,18 @@ def act_dot(x, w, acc, DOT: tl.constexpr, X_LEFT: tl.constexpr):
     above about 2^-113; below, the rest falls under tf32's subnormal step). Their fp32 accumulation
     rounds toward zero at each mma, so the sum's error grows with K (docs/kernels.md)."""
     if DOT == "bf16":
-        x = x.to(tl.bfloat16)
-        w = w.to(tl.bfloat16)
-    else:
+        a, b = (x.to(tl.bfloat16), w.to(tl.bfloat16)) if X_LEFT else (w.to(tl.bfloat16), x.to(tl.bfloat16))
+        acc = tl.dot(a, b, acc)
+    elif DOT == "tf32x2":
         x = x.to(tl.float32)
-        w = w.to(tl.float32)
-    if DOT == "tf32x2":
         hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
         lo = tl.where(hi == x, 0.0, x - hi)
-        if X_LEFT:
-            acc = tl.dot(hi, w, acc, input_precision="tf32")
-            acc = tl.dot(lo, w, acc, input_precision="tf32")
-        else:
-            acc = tl.dot(w, hi, acc, input_precision="tf32")
-            acc = tl.dot(w, lo, acc, input_precision="tf32")
-    elif DOT == "bf16":
-        acc = tl.dot(x, w, acc) if X_LEFT else tl.dot(w, x, acc)
+        w = w.to(tl.float32)
+        a, b = (hi, w) if X_LEFT else (w, hi)
+        acc = tl.dot(a, b, acc, input_precision="tf32")
+        a, b = (lo, w) if X_LEFT else (w, lo)
+        acc = tl.dot(a, b, acc, input_precision="tf32")
     else:  # tf32 (fp16 activations: exact) or ieee (fp32 on the CUDA cores)
-        acc = tl.dot(x, w, acc, input_precision=DOT) if X_LEFT else tl.dot(w, x, acc, input_precision=DOT)
+        a, b = (x.to(tl.float32), w.to(tl.float32)) if X_LEFT else (w.to(tl.float32), x.to(tl.float32))
+        acc = tl.dot(a, b, acc, input_precision=DOT)
     return acc

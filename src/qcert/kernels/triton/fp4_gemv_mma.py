@@ -441,12 +441,12 @@ def _fp4_gemv_mma(
             y0, y1, y2, y3 = x0, x1, x2, x3
             if TWO_TILES:
                 y0, y1, y2, y3 = _load_a(a2_ptrs + step * 64, k_lane, K, EVEN_K)
-            xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, y0, y1, y2, y3
+            xl0, xl1, xl2, xl3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, y0, y1, y2, y3  # (bf16: unused)
             if A_F16:  # fp16 activations: hi and lo bf16 parts, converted once for both row tiles
-                if TWO_TILES:  # (y first: without a second tile y is x as loaded)
-                    y0, y1, y2, y3, yl0, yl1, yl2, yl3 = _parts4(y0, y1, y2, y3)
                 x0, x1, x2, x3, xl0, xl1, xl2, xl3 = _parts4(x0, x1, x2, x3)
-                if not TWO_TILES:
+                if TWO_TILES:
+                    y0, y1, y2, y3, yl0, yl1, yl2, yl3 = _parts4(y0, y1, y2, y3)
+                else:
                     y0, y1, y2, y3, yl0, yl1, yl2, yl3 = x0, x1, x2, x3, xl0, xl1, xl2, xl3
             acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _tile_chunk(
                 p0, p1, q0, q1, K, k_lane, w_col + step * W_STEP, s_col + step * S_STEP,
