@@ -80,9 +80,11 @@ def sass_of(compiled) -> str:
 
 
 def resources(compiled) -> str:
-    """"registers R, stack S bytes" of the compiled kernel (ptxas' allocation)."""
+    """"registers R, stack S bytes, shared D bytes" of the compiled kernel (ptxas' allocation; D the
+    shared memory triton asks for at launch)."""
     m = re.search(r"REG:(\d+).*?STACK:(\d+)", _cuobjdump(compiled, "-res-usage"))
-    return f"registers {m.group(1)}, stack {m.group(2)} bytes" if m else "registers ?"
+    regs = f"registers {m.group(1)}, stack {m.group(2)} bytes" if m else "registers ?"
+    return f"{regs}, shared {compiled.metadata.shared} bytes"
 
 
 def loops(sass: str) -> list[collections.Counter]:

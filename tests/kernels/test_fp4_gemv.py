@@ -63,6 +63,19 @@ def test_fp4_gemv_matches_reference(kind, m, n, k, cfg, device):
     assert torch.equal(again, got)
 
 
+
+def test_tensor_core_dots_keep_k_steps_of_64(monkeypatch):
+    """fp4_gemv's M = 2..16 kernel: the ieee dot takes K = 176 (NVFP4) in exact steps of 16; a
+    tensor-core dot keeps steps of 64 and masks the tail (16-row tf32 tiles summed wrong with steps of
+    16 on the H100, the case above). Interpreted (the tf32 dots fp32), the masked steps sum right."""
+    assert fv._block_k(176, 64, 16) == 16
+    assert all(fv._block_k(176, 64, 16, dot) == 64 for dot in ("tf32", "tf32x2", "bf16"))
+    assert fv._block_k(2880, 128, 32, "tf32x2") == 64  # exact steps where they are 64 or more
+    monkeypatch.setattr(fv, "dot_precision", lambda _x: "tf32x2")
+    w, x, bias = _inputs(3, 33, 176)
+    got, want = _gemv_and_reference("nvfp4", x, w, bias, (16, 64, 1, 4, 1), mma=False)
+    assert_close_rel(got, want, "fp32")
+
 MMA_CASES = [  # kind, M, N, K, (rows, k_warps, chunks, split_k): partial row tiles, ragged K, two n8 tiles,
     # one or two 16-row tiles per program, K split over a program's warps, over programs (partials
     # added by the last program), and both
@@ -471,6 +484,19 @@ def _sass_count(*args: str) -> str:
                          text=True, timeout=600, cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout
+
+
+@pytest.mark.parametrize("m,cfg,most", [(1, "1,16,1,1", 2048), (16, "2,8,1,1", 1024)])
+def test_fp4_gemv_mma_sums_its_warps_in_little_shared_memory(m, cfg, most):
+    """The end of the tensor-core GEMV, which every program runs once: the K warps' sums through
+    shared memory one accumulator at a time. Summed as one [K_WARPS, 32, 4] block (37495b3 to
+    e0d7c88) it took 4x the shared memory (8 / 4 KB) and the GEMV 1.8-2.3 / 5.4-6.2 us more at
+    M = 1 / 16, N = K = 8192 on the H100, the loop unchanged (bench/results/h100-triton.md)."""
+    import re
+
+    pytest.importorskip("triton.backends.nvidia")
+    out = _sass_count("--kind", "mxfp4", "--m", str(m), "--cfg", cfg, "--tiled")
+    assert int(re.search(r"shared (\d+) bytes", out).group(1)) <= most, out
 
 
 @pytest.mark.parametrize("kind,m,cfg,layout", [("nvfp4", 16, "2,8,1,1", "--tiled"), ("mxfp4", 8, "1,8,1,1", "--words"),

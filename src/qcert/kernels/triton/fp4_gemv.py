@@ -282,9 +282,13 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device, dot: s
     return bn, bk, split, warps, stages
 
 
-def _block_k(k: int, bk: int, group: int) -> int:
+def _block_k(k: int, bk: int, group: int, dot: str = "ieee") -> int:
     """BLOCK_K for this K: bk halved while it exceeds K (>= one scale group), or down to the
-    largest power of two that divides K if that stays >= bk / 4 (no masked tail step)."""
+    largest power of two that divides K if that stays >= bk / 4 (no masked tail step). A tensor-core
+    dot (not "ieee") keeps 64 or more: 16-row tiles with K steps of 16 (NVFP4, K = 176, explicit
+    config) gave wrong sums with tf32 dots on the H100 (mma.sync, triton 3.6), K steps of 64 right."""
+    if dot != "ieee":
+        group = max(group, 64)
     while bk > group and k < bk:
         bk //= 2
     exact = bk
@@ -321,7 +325,7 @@ def fp4_gemv(a: torch.Tensor, w: torch.Tensor, scales: torch.Tensor, scale_kind:
     bn, bk, split, warps, stages = cfg or config(m, n, k, scale_kind, a.device, dot)
     # M = 1: whole groups per lane, a ragged K masks its last step
     grp = GROUP[scale_kind]
-    bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp)
+    bk = max(grp, min(bk, triton.next_power_of_2(k))) if m == 1 else _block_k(k, bk, grp, dot)
     c = check_out(out, (m, n), out_dtype, a.device, "fp4_gemv")
     buf = store_buffer(c)
     k_per_split = triton.cdiv(triton.cdiv(k, split), bk) * bk

@@ -265,10 +265,17 @@ def _partial(part_ptr, k, acc, row_lo, m0, M, N, LOAD: tl.constexpr):
 
 
 @triton.jit
-def _sum_k_warps(acc, K_WARPS: tl.constexpr):
-    """[32 * K_WARPS, 4] per-thread sums -> [32, 4], lane l the sum over the warps' lane l (through
-    shared memory)."""
-    return tl.sum(tl.reshape(acc, (K_WARPS, 32, 4)), axis=0)
+def _sum_one(acc, K_WARPS: tl.constexpr):
+    """[32 * K_WARPS] -> [32], lane l the sum over the warps' lane l (through shared memory)."""
+    return tl.sum(tl.reshape(acc, (K_WARPS, 32)), axis=0)
+
+
+@triton.jit
+def _sum_k_warps(x0, x1, x2, x3, K_WARPS: tl.constexpr):
+    """An n8 tile's 4 accumulators [32 * K_WARPS] -> [32, 4] (_split4's order), summed over the warps
+    one at a time: as one [K_WARPS, 32, 4] block they took 4x the shared memory and the GEMV 2-6 us
+    more at N = K = 8192 on the H100 (M = 1..16; bench/results/h100-triton.md, 2026-12-08)."""
+    return _join4(_sum_one(x0, K_WARPS), _sum_one(x1, K_WARPS), _sum_one(x2, K_WARPS), _sum_one(x3, K_WARPS))
 
 
 @triton.jit
@@ -464,12 +471,12 @@ def _fp4_gemv_mma(
     lane = tl.arange(0, 32)
     c_l = lane % 4
     row = pid_n * (16 * ROWS) + lane // 4
-    a0 = _sum_k_warps(_join4(acc0, acc1, acc2, acc3), K_WARPS)
-    a1 = _sum_k_warps(_join4(acc4, acc5, acc6, acc7), K_WARPS) if TWO_TILES else a0
+    a0 = _sum_k_warps(acc0, acc1, acc2, acc3, K_WARPS)
+    a1 = _sum_k_warps(acc4, acc5, acc6, acc7, K_WARPS) if TWO_TILES else a0
     b0, b1 = a0, a1
     if ROWS == 2:
-        b0 = _sum_k_warps(_join4(bcc0, bcc1, bcc2, bcc3), K_WARPS)
-        b1 = _sum_k_warps(_join4(bcc4, bcc5, bcc6, bcc7), K_WARPS) if TWO_TILES else b0
+        b0 = _sum_k_warps(bcc0, bcc1, bcc2, bcc3, K_WARPS)
+        b1 = _sum_k_warps(bcc4, bcc5, bcc6, bcc7, K_WARPS) if TWO_TILES else b0
     if SPLIT > 1:  # K split over programs: partials, and the row block's last program adds them in split order
         _partials(part_ptr, pid_k, a0, a1, b0, b1, row, c_l, M, N, False, TWO_TILES, ROWS)
         if _split_last(count_ptr + pid_n, SPLIT):
