@@ -14,7 +14,8 @@
 #             name run here)
 #   certify: qcert certify --hardware cuda on a Kimi-K2.5 Quark MXFP4 fixture built here
 #   configs: bench/gemv_configs.py: the GEMV's default config against others at M = 16 over shapes,
-#        and the MoE decode's warps per grouped GEMM (MXFP4)
+#        and the MoE decode's warps per grouped GEMM (MXFP4); CONFIGS_SHAPES=8192x8192: M = 16 at those
+#        shapes only, MXFP4 and NVFP4
 #   ab: bench/gemv_ab.py: the bf16 GEMV with .carry/old's code (an older tree's src/ and bench/, carried)
 #       and this tree's, on the same machine
 # flashinfer travels as .carry/fi/site.tar.xz (flashinfer-python 0.7.2 + apache-tvm-ffi, unpacked
@@ -50,8 +51,14 @@ for stage in "$@"; do
     certify) { python3 -m qcert.conformance.cli fixtures build /tmp/kimi --family kimi-k2.5 --format quark-mxfp4 &&
                timeout "${CERTIFY_S:-200}" python3 -m qcert.conformance.cli certify /tmp/kimi --hardware cuda \
                  --markdown "$out/certify.md" --json "$out/certify.json"; } 2>&1 | tail -15 | tee -a "$log" ;;
-    configs) { timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --m 16
-               timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --moe 1,16; } 2>&1 | tee -a "$log" ;;
+    configs) if [ -n "${CONFIGS_SHAPES:-}" ]; then  # M = 16 at these shapes only, both formats
+               for kind in mxfp4 nvfp4; do
+                 timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind $kind --m 16 --shapes "$CONFIGS_SHAPES"
+               done
+             else
+               timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --m 16
+               timeout "${CONFIGS_S:-150}" python3 bench/gemv_configs.py --kind mxfp4 --moe 1,16
+             fi 2>&1 | tee -a "$log" ;;
     ab) timeout "${AB_S:-120}" python3 bench/gemv_ab.py .carry/old . 2>&1 | tee "$out/ab.md" | tee -a "$log" ;;
     probe) timeout "${PROBE_S:-120}" python3 bench/flashinfer_fp4_probe.py 2>&1 | tail -8 | tee -a "$log" ;;
     ncu) metrics="regex:smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active\.ratio"
