@@ -20,7 +20,7 @@ CASES = [  # kind, M, N, K, (BLOCK_N, BLOCK_K, split_k, warps, stages)
     ("nvfp4", 1, 24, 1040, (4, 1024, 1, 1, 1)),
     ("nvfp4", 1, 9, 512, (4, 256, 2, 1, 1)),
     ("mxfp4", 16, 40, 256, (16, 64, 2, 4, 1)),  # tensor-core kernel, split K
-    ("nvfp4", 3, 33, 176, (16, 64, 1, 4, 1)),  # ragged K on the tensor-core kernel
+    ("nvfp4", 3, 33, 176, (16, 64, 1, 4, 1)),  # K = 11 groups: exact steps of 16 (ieee), masked ones of 64 (GPU)
 ]
 
 
@@ -63,18 +63,20 @@ def test_fp4_gemv_matches_reference(kind, m, n, k, cfg, device):
     assert torch.equal(again, got)
 
 
-
 def test_tensor_core_dots_keep_k_steps_of_64(monkeypatch):
     """fp4_gemv's M = 2..16 kernel: the ieee dot takes K = 176 (NVFP4) in exact steps of 16; a
-    tensor-core dot keeps steps of 64 and masks the tail (16-row tf32 tiles summed wrong with steps of
-    16 on the H100, the case above). Interpreted (the tf32 dots fp32), the masked steps sum right."""
+    tensor-core dot keeps steps of 64, a config's smaller ones too, and masks the tail (16-row tf32
+    tiles summed wrong with steps of 16 on the H100: CASES' ("nvfp4", 3, 33, 176) on cuda).
+    Interpreted (the tf32 dots fp32), the masked steps sum right."""
     assert fv._block_k(176, 64, 16) == 16
-    assert all(fv._block_k(176, 64, 16, dot) == 64 for dot in ("tf32", "tf32x2", "bf16"))
+    assert all(fv._block_k(176, bk, 16, dot) == 64 for dot in ("tf32", "tf32x2", "bf16") for bk in (16, 32, 64))
     assert fv._block_k(2880, 128, 32, "tf32x2") == 64  # exact steps where they are 64 or more
+    assert fv._block_k(256, 16, 32) == 32  # never below one scale group (MXFP4: 32)
     monkeypatch.setattr(fv, "dot_precision", lambda _x: "tf32x2")
     w, x, bias = _inputs(3, 33, 176)
     got, want = _gemv_and_reference("nvfp4", x, w, bias, (16, 64, 1, 4, 1), mma=False)
     assert_close_rel(got, want, "fp32")
+
 
 MMA_CASES = [  # kind, M, N, K, (rows, k_warps, chunks, split_k): partial row tiles, ragged K, two n8 tiles,
     # one or two 16-row tiles per program, K split over a program's warps, over programs (partials

@@ -283,12 +283,14 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device, dot: s
 
 
 def _block_k(k: int, bk: int, group: int, dot: str = "ieee") -> int:
-    """BLOCK_K for this K: bk halved while it exceeds K (>= one scale group), or down to the
+    """BLOCK_K for this K: at least one scale group; bk halved while it exceeds K, or down to the
     largest power of two that divides K if that stays >= bk / 4 (no masked tail step). A tensor-core
-    dot (not "ieee") keeps 64 or more: 16-row tiles with K steps of 16 (NVFP4, K = 176, explicit
-    config) gave wrong sums with tf32 dots on the H100 (mma.sync, triton 3.6), K steps of 64 right."""
+    dot (not "ieee") keeps 64 or more, a config's smaller bk too: 16-row tiles with K steps of 16
+    (NVFP4, K = 176) gave wrong sums with tf32 dots on the H100 (mma.sync, triton 3.6), steps of 64
+    right."""
     if dot != "ieee":
         group = max(group, 64)
+    bk = max(bk, group)
     while bk > group and k < bk:
         bk //= 2
     exact = bk
