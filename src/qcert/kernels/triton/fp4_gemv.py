@@ -11,9 +11,9 @@ where they check the same launch logic. Both are shaped for few instructions per
   products in fp32; the block scale multiplies each group's sum;
 - M = 2..16 (`_fp4_gemv`): swap-AB, W[BLOCK_N, k] @ A^T[k, 16], so one 16-row activation tile
   covers every M (rows past M re-read row M-1 and are never stored); the dot takes the activations
-  as `_launch.dot_precision` says (fp32 on NVIDIA: two tf32 dots, _helpers.act_dot). A word decodes to its 8 values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7);
-  A's columns are permuted to match in registers (a dot product does not care how K is ordered, only
-  that both sides agree).
+  as `_launch.dot_precision` says (fp32 on NVIDIA: two tf32 dots, _helpers.act_dot). A word decodes
+  to its 8 values low nibbles first (k = 0, 2, 4, 6, 1, 3, 5, 7); A's columns are permuted to match
+  in registers (a dot product does not care how K is ordered, only that both sides agree).
 
 All give the reference's values: e2m1 times a power of two (MXFP4) or an e4m3 value (NVFP4) has at
 most 6 significant bits, exact in bf16, tf32 and fp32, and products and sums are fp32 (the two tf32 dots
@@ -266,8 +266,9 @@ def config(m: int, n: int, k: int, scale_kind: int, device: torch.device, dot: s
     # 4 rows per program, so there are many programs. M >= 2 (fp32 activations, bf16 and fp16 on ROCm):
     # 32-row tiles split 4 ways along K for the ieee dot; for fp32's two tf32 dots 64-row ones (a
     # warpgroup MMA), half as many programs per SM for the same rows: 70-73 / 88-90 us (MXFP4 / NVFP4)
-    # at M = 4..16 against 136-149 with 32 rows and 605-631 for the ieee dot (H100, 2026-12-07 22:36). Split K (each split's
-    # partials, added by the row block's last program) until the SMs have several programs each.
+    # at M = 4..16 against 136-149 with 32 rows and 605-631 for the ieee dot (H100, 2026-12-07 22:36).
+    # Split K (each split's partials, added by the row block's last program) until the SMs have
+    # several programs each.
     if m == 1:
         bn, bk, warps, stages, per_sm = 4, 1024, 1, 1, 8
     elif dot == "tf32x2":
